@@ -1,0 +1,5 @@
+import sys
+
+from auditor.cli.main import main
+
+sys.exit(main())

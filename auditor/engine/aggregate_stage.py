@@ -1,0 +1,160 @@
+"""Stage 2 of the engine, keyed by (rule, group, quarter): sums deals, evaluates settled periods.
+
+A period is evaluated once it is settled -- the watermark has passed its end + the rule's settle
+time + the allowed lateness -- or at end of input (`flush`), and fires at most once. A late fact
+for a settled period re-evaluates it.
+"""
+
+from __future__ import annotations
+
+from auditor.engine.alerts import Alert, money
+from auditor.engine.facts import AggregateFact
+from auditor.engine.findings import aggregate_alert
+from auditor.engine.periods import DAY, quarter_of
+from auditor.engine.sink import MetricsSink
+from auditor.engine.state import AggregateState
+from auditor.engine.store import AggregateStore
+from auditor.rules.compiled import AggregateRule, RulePack
+
+# Live values are exported for these only: rep-level detail lives in the alerts.
+LIVE_GROUP_BY = ("team", "plan_id")
+
+
+class AggregateStage:
+    def __init__(self, rules: RulePack, store: AggregateStore, sink: MetricsSink,
+                 lateness_days: float) -> None:
+        self.store = store
+        self.sink = sink
+        self.lateness = lateness_days * DAY
+        self.set_rules(rules)
+
+    def set_rules(self, rules: RulePack) -> None:
+        self.rules = {r.meta.id: r for r in rules.aggregate_rules}
+        self.currency = rules.currency.reporting
+        self.horizon = rules.longest_window_days() * DAY
+        self._next_settle = float("-inf")  # recomputed on the next fact
+
+    def apply(self, fact: AggregateFact) -> list[Alert]:
+        rule = self.rules.get(fact.rule)
+        if rule is None:  # a rule removed by a reload while its facts were in flight
+            return []
+        key = fact.key
+        state = self.store.get(key)
+        if state is None:
+            state = AggregateState(fact.rule, fact.group, fact.period, fact.period_end)
+        if fact.kind == AggregateFact.DEAL:
+            changed = state.add_deal(fact.deal_id, fact.deal_type, fact.amount, fact.acv,
+                                     fact.paid_upfront)
+        else:
+            changed = state.add_churned(fact.deal_id)
+        if not changed:  # re-delivered
+            return []
+        self.store.put(key, state)
+        alerts: list[Alert] = []
+        if state.settled:
+            self._evaluate(rule, state, key, alerts)
+        elif rule.group_by in LIVE_GROUP_BY:
+            self._publish_live(rule, state, fact.watermark)
+        if fact.watermark > self.store.watermark:
+            self.advance(fact.watermark, alerts)
+        return alerts
+
+    def advance(self, watermark: float, alerts: list[Alert]) -> None:
+        """Move the watermark: evaluate periods that settled, forget those past the horizon."""
+        self.store.watermark = watermark
+        if watermark < self._next_settle:
+            return
+        next_settle = float("inf")
+        cutoff = watermark - self.horizon - self.lateness
+        for key, state in self.store.items():
+            rule = self.rules.get(state.rule)
+            if rule is None or state.end < cutoff:
+                self.store.delete(key)
+                continue
+            if state.settled:
+                continue
+            settles_at = state.end + rule.settle_days * DAY + self.lateness
+            if watermark >= settles_at:
+                state.settled = True
+                self._evaluate(rule, state, key, alerts)
+            else:
+                next_settle = min(next_settle, settles_at)
+        self._next_settle = next_settle
+
+    def flush(self) -> list[Alert]:
+        """End of input (replay): evaluate every period not yet evaluated, settled or not."""
+        alerts: list[Alert] = []
+        for key, state in self.store.items():
+            rule = self.rules.get(state.rule)
+            if rule is not None and not state.settled:
+                state.settled = True
+                self._evaluate(rule, state, key, alerts)
+        return alerts
+
+    def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
+                  alerts: list[Alert]) -> None:
+        if state.fired:
+            self.store.put(key, state)
+            return
+        value = measure(rule, state)
+        if value is not None and rule.crosses(value):
+            state.fired = True
+            evidence, at_risk = explain(rule, state)
+            alert = aggregate_alert(rule, state, value, evidence, at_risk, self.currency)
+            self.sink.alert(alert)
+            alerts.append(alert)
+        self.store.put(key, state)
+
+    def _publish_live(self, rule: AggregateRule, state: AggregateState, watermark: float) -> None:
+        if state.period != quarter_of(watermark)[0]:
+            return
+        value = measure(rule, state)
+        if value is not None:
+            self.sink.aggregate(rule.meta.id, rule.group_by, state.group, state.period, value,
+                                rule.crosses(value))
+
+
+def measure(rule: AggregateRule, state: AggregateState) -> float | None:
+    """The rule's value for the period, or None when it is not evaluated (too few deals, or a
+    zero denominator)."""
+    totals = state.totals
+    if rule.measure == "early_churn_share":
+        n = len(state.deals)
+        if n == 0 or n < rule.min_deals["all"]:
+            return None
+        return state.churned_count / n
+    if rule.measure == "new_logo_commission_share":
+        total = sum(t[1] for t in totals.values())
+        if total == 0 or len(state.deals) < rule.min_deals["all"]:
+            return None
+        return totals.get("new_logo", _NONE)[1] / total
+    # renewal_rate_ratio
+    renewal, new_logo = totals.get("renewal", _NONE), totals.get("new_logo", _NONE)
+    if renewal[0] < rule.min_deals.get("renewal", 0) or new_logo[0] < rule.min_deals.get(
+        "new_logo", 0
+    ):
+        return None
+    if renewal[2] == 0 or new_logo[2] == 0 or new_logo[1] == 0:
+        return None
+    return (renewal[1] / renewal[2]) / (new_logo[1] / new_logo[2])
+
+
+_NONE = (0, 0.0, 0.0)
+
+
+def explain(rule: AggregateRule, state: AggregateState) -> tuple[dict[str, object], float]:
+    """(evidence, at_risk) of a period that fired: the numbers behind its value."""
+    totals = state.totals
+    if rule.measure == "early_churn_share":
+        churned = sorted(d for d in state.churned if d in state.deals)
+        at_risk = state.churned_upfront if rule.at_risk == "churned_paid_upfront" else 0.0
+        return {
+            "deals": len(state.deals), "churned_deals": len(churned),
+            "churned_deal_ids": churned, "churned_paid_upfront": money(state.churned_upfront),
+        }, at_risk
+    evidence: dict[str, object] = {"deals": len(state.deals)}
+    for deal_type in sorted(totals):
+        count, commission, acv = totals[deal_type]
+        evidence[deal_type] = {"deals": int(count), "commission": money(commission),
+                               "acv": money(acv)}
+    return evidence, 0.0

@@ -1,0 +1,55 @@
+"""Alert contract v1: one finding, with its evidence, as it leaves the engine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+def alert_id(rule_id: str, *key: str) -> str:
+    """Deterministic, so a re-delivered alert can be recognised and de-duplicated."""
+    return hashlib.sha256("\x1f".join((rule_id, *key)).encode()).hexdigest()
+
+
+def money(amount: float) -> float:
+    return round(amount, 2)
+
+
+@dataclass(slots=True)
+class Alert:
+    alert_id: str
+    rule: str
+    kind: str
+    severity: str
+    event_time: str
+    summary: str
+    at_risk: float
+    currency: str
+    deal_id: str | None = None
+    account_id: str | None = None
+    rep_id: str | None = None
+    team: str | None = None
+    plan_id: str | None = None
+    group_by: str | None = None
+    group: str | None = None
+    period: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    runbook: str = ""
+
+    @property
+    def metric_team(self) -> str:
+        """The bounded `team` label: the deal's team, or the group of a by-team aggregate."""
+        if self.team is not None:
+            return self.team
+        return self.group if self.group_by == "team" and self.group is not None else ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=False)

@@ -1,0 +1,166 @@
+"""Stage 1 of the engine, keyed by account: deal rules, deal/churn joins, aggregate facts out.
+
+Joins are symmetric in arrival order: each (deal, churn) pair is examined exactly once, when the
+second of the two arrives, so no per-pair memory is needed to fire once per pair.
+"""
+
+from __future__ import annotations
+
+from auditor.engine.alerts import Alert
+from auditor.engine.facts import AggregateFact
+from auditor.engine.findings import deal_alert, join_alert
+from auditor.engine.periods import DAY, quarter_of
+from auditor.engine.sink import MetricsSink
+from auditor.engine.state import AccountState
+from auditor.engine.store import AccountStore
+from auditor.events.records import Churn, Deal, Event
+from auditor.rules.compiled import AggregateRule, JoinRule, RulePack
+
+NO_ALERTS: list[Alert] = []
+NO_FACTS: list[AggregateFact] = []
+
+
+class JoinStage:
+    def __init__(self, rules: RulePack, store: AccountStore, sink: MetricsSink,
+                 lateness_days: float) -> None:
+        self.store = store
+        self.sink = sink
+        self.set_rules(rules)
+        self.lateness = lateness_days * DAY
+        self._now = store.watermark
+
+    def set_rules(self, rules: RulePack) -> None:
+        """Swap the rule pack; state is kept (hot reload)."""
+        self.rules = rules
+        self.currency = rules.currency.reporting
+        self.horizon = rules.longest_window_days() * DAY
+        self.churn_aggregates = tuple(
+            r for r in rules.aggregate_rules if r.measure == "early_churn_share"
+        )
+
+    def process(self, event: Event) -> tuple[list[Alert], list[AggregateFact]]:
+        store = self.store
+        state = store.get(event.account_id)
+        if state is None:
+            state = AccountState()
+        elif event.event_id in state.event_ids or (
+            type(event) is Deal and event.deal_id in state.deals
+        ):
+            self.sink.event(event.event_type, "duplicate")
+            return NO_ALERTS, NO_FACTS
+        time = event.time
+        watermark = store.watermark
+        self._now = max(watermark, time)
+        outcome = "late" if time < watermark - self.lateness else "processed"
+        self.sink.event(event.event_type, outcome)
+
+        if type(event) is Deal:
+            alerts, facts = self._on_deal(event, state)
+            state.deals[event.deal_id] = event
+        else:
+            assert type(event) is Churn
+            alerts, facts = self._on_churn(event, state)
+            state.churns.append(event)
+        state.event_ids.add(event.event_id)
+        store.put(event.account_id, state, time)
+
+        if time > watermark:
+            # Expire once per day of event time, not per event.
+            if int(time // DAY) != int(watermark // DAY):
+                store.expire(time - self.horizon - self.lateness)
+            store.watermark = time
+        return alerts, facts
+
+    def _on_deal(self, deal: Deal, state: AccountState) -> tuple[list[Alert], list[AggregateFact]]:
+        alerts: list[Alert] = []
+        for rule in self.rules.deal_rules:
+            if (rule.deal is None or rule.deal(deal)) and (
+                rule.min_upfront_share is None
+                or deal.paid_upfront >= rule.min_upfront_share * deal.amount
+            ):
+                alerts.append(deal_alert(rule, deal, self.currency))
+        if state.churns:
+            for join in self.rules.join_rules:
+                if join.deal is None or join.deal(deal):
+                    self._join_deal(join, deal, state, alerts)
+        facts: list[AggregateFact] = []
+        period, end = quarter_of(deal.closed_at)
+        for agg in self.rules.aggregate_rules:
+            if agg.deal is None or agg.deal(deal):
+                group = getattr(deal, agg.group_by)
+                facts.append(self._fact(AggregateFact.DEAL, agg, group, period, end, deal))
+                if agg in self.churn_aggregates and any(
+                    self._churned_early(agg, deal, churn) for churn in state.churns
+                ):
+                    facts.append(self._fact(AggregateFact.CHURNED, agg, group, period, end, deal))
+        return alerts, facts
+
+    def _join_deal(self, join: JoinRule, deal: Deal, state: AccountState,
+                   alerts: list[Alert]) -> None:
+        within = join.within_days
+        if join.deal_after_churn:
+            best: tuple[float, Churn] | None = None
+            for churn in state.churns:
+                days = (deal.closed_at - churn.churned_at) / DAY
+                if 0 <= days <= within and (join.churn is None or join.churn(churn)) and (
+                    best is None or days < best[0]
+                ):
+                    best = (days, churn)  # the most recent qualifying churn is the evidence
+            if best is not None:
+                state.fired.add(f"{join.meta.id}\x1f{deal.deal_id}")
+                alerts.append(join_alert(join, deal, best[1], best[0], self.currency))
+            return
+        for churn in state.churns:
+            days = (churn.churned_at - deal.closed_at) / DAY
+            if (0 <= days <= within and (join.churn is None or join.churn(churn))
+                    and not _recovered(join, deal, days)):
+                alerts.append(join_alert(join, deal, churn, days, self.currency))
+
+    def _on_churn(self, churn: Churn, state: AccountState
+                  ) -> tuple[list[Alert], list[AggregateFact]]:
+        if not state.deals:
+            return NO_ALERTS, NO_FACTS
+        alerts: list[Alert] = []
+        for join in self.rules.join_rules:
+            if join.churn is not None and not join.churn(churn):
+                continue
+            within = join.within_days
+            for deal in state.deals.values():
+                if join.deal is not None and not join.deal(deal):
+                    continue
+                if join.deal_after_churn:
+                    days = (deal.closed_at - churn.churned_at) / DAY
+                    key = f"{join.meta.id}\x1f{deal.deal_id}"
+                    if 0 <= days <= within and key not in state.fired:
+                        state.fired.add(key)
+                        alerts.append(join_alert(join, deal, churn, days, self.currency))
+                else:
+                    days = (churn.churned_at - deal.closed_at) / DAY
+                    if 0 <= days <= within and not _recovered(join, deal, days):
+                        alerts.append(join_alert(join, deal, churn, days, self.currency))
+        facts: list[AggregateFact] = []
+        for agg in self.churn_aggregates:
+            if agg.churn is not None and not agg.churn(churn):
+                continue
+            for deal in state.deals.values():
+                if (agg.deal is None or agg.deal(deal)) and self._churned_early(agg, deal, churn):
+                    period, end = quarter_of(deal.closed_at)
+                    group = getattr(deal, agg.group_by)
+                    facts.append(self._fact(AggregateFact.CHURNED, agg, group, period, end, deal))
+        return alerts, facts
+
+    @staticmethod
+    def _churned_early(agg: AggregateRule, deal: Deal, churn: Churn) -> bool:
+        days = (churn.churned_at - deal.closed_at) / DAY
+        return 0 <= days <= agg.churn_within_days and (agg.churn is None or agg.churn(churn))
+
+    def _fact(self, kind: str, agg: AggregateRule, group: str, period: str, end: float,
+              deal: Deal) -> AggregateFact:
+        return AggregateFact(kind, agg.meta.id, group, period, end, deal.deal_id, deal.deal_type,
+                             deal.amount, deal.acv, deal.paid_upfront,
+                             self._now)
+
+
+def _recovered(join: JoinRule, deal: Deal, days: float) -> bool:
+    """A clawback window (clawback_days > 0) that reaches the churn day recovers the commission."""
+    return join.unless_clawback_covers and deal.clawback_days > 0 and days <= deal.clawback_days

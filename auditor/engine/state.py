@@ -1,0 +1,127 @@
+"""Per-key state of the two stages: what one account and one aggregate period remember."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditor.events.records import Churn, Deal
+
+
+class AccountState:
+    """The deals and churns of one account still inside the horizon, and what already fired."""
+
+    __slots__ = ("churns", "deals", "event_ids", "fired")
+
+    def __init__(self) -> None:
+        self.deals: dict[str, Deal] = {}
+        self.churns: list[Churn] = []
+        self.event_ids: set[str] = set()
+        # "rule\x1fdeal_id" of rules that fire once per deal (deal-after-churn).
+        self.fired: set[str] = set()
+
+    def prune(self, cutoff: float) -> bool:
+        """Forget events older than `cutoff`; True when nothing is left."""
+        for deal_id in [d for d, deal in self.deals.items() if deal.closed_at < cutoff]:
+            deal = self.deals.pop(deal_id)
+            self.event_ids.discard(deal.event_id)
+            self.fired = {key for key in self.fired if not key.endswith("\x1f" + deal_id)}
+        kept = [c for c in self.churns if c.churned_at >= cutoff]
+        for churn in self.churns:
+            if churn.churned_at < cutoff:
+                self.event_ids.discard(churn.event_id)
+        self.churns = kept
+        return not self.deals and not self.churns
+
+    def newest(self) -> float:
+        times = [d.closed_at for d in self.deals.values()] + [c.churned_at for c in self.churns]
+        return max(times, default=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deals": [d.to_dict() for d in self.deals.values()],
+            "churns": [c.to_dict() for c in self.churns],
+            "fired": sorted(self.fired),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AccountState:
+        state = cls()
+        for raw in data["deals"]:
+            deal = Deal.from_dict(raw)
+            state.deals[deal.deal_id] = deal
+            state.event_ids.add(deal.event_id)
+        for raw in data["churns"]:
+            churn = Churn.from_dict(raw)
+            state.churns.append(churn)
+            state.event_ids.add(churn.event_id)
+        state.fired = set(data["fired"])
+        return state
+
+
+class AggregateState:
+    """One (rule, group, quarter): the contributing deals by id, so re-delivery cannot count twice,
+    and running totals, so a live value costs O(1) per fact."""
+
+    __slots__ = ("churned", "churned_count", "churned_upfront", "deals", "end", "fired", "group",
+                 "period", "rule", "settled", "totals")
+
+    def __init__(self, rule: str, group: str, period: str, end: float) -> None:
+        self.rule = rule
+        self.group = group
+        self.period = period
+        self.end = end
+        # deal_id -> (deal_type, commission amount, acv, paid_upfront)
+        self.deals: dict[str, tuple[str, float, float, float]] = {}
+        self.churned: set[str] = set()  # deal ids that count as churned early
+        # deal_type -> [deals, commission, acv]
+        self.totals: dict[str, list[float]] = {}
+        self.churned_count = 0  # churned deals that are also in `deals`
+        self.churned_upfront = 0.0
+        self.settled = False
+        self.fired = False
+
+    def add_deal(self, deal_id: str, deal_type: str, amount: float, acv: float,
+                 paid_upfront: float) -> bool:
+        if deal_id in self.deals:
+            return False
+        self.deals[deal_id] = (deal_type, amount, acv, paid_upfront)
+        total = self.totals.get(deal_type)
+        if total is None:
+            self.totals[deal_type] = [1, amount, acv]
+        else:
+            total[0] += 1
+            total[1] += amount
+            total[2] += acv
+        if deal_id in self.churned:
+            self._count_churned(deal_id)
+        return True
+
+    def add_churned(self, deal_id: str) -> bool:
+        if deal_id in self.churned:
+            return False
+        self.churned.add(deal_id)
+        if deal_id in self.deals:
+            self._count_churned(deal_id)
+        return True
+
+    def _count_churned(self, deal_id: str) -> None:
+        self.churned_count += 1
+        self.churned_upfront += self.deals[deal_id][3]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule, "group": self.group, "period": self.period, "end": self.end,
+            "deals": {k: list(v) for k, v in self.deals.items()},
+            "churned": sorted(self.churned), "settled": self.settled, "fired": self.fired,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AggregateState:
+        state = cls(data["rule"], data["group"], data["period"], data["end"])
+        for deal_id in data["churned"]:
+            state.add_churned(deal_id)
+        for deal_id, (deal_type, amount, acv, upfront) in data["deals"].items():
+            state.add_deal(deal_id, deal_type, amount, acv, upfront)
+        state.settled = data["settled"]
+        state.fired = data["fired"]
+        return state

@@ -1,0 +1,98 @@
+"""The engine's state behind two small interfaces; the memory stores back `replay` and tests.
+
+The worker backs the same interfaces with faust tables (auditor/worker/tables.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from auditor.engine.periods import DAY
+from auditor.engine.state import AccountState, AggregateState
+
+
+class AccountStore(Protocol):
+    watermark: float
+
+    def get(self, account_id: str) -> AccountState | None: ...
+
+    def put(self, account_id: str, state: AccountState, event_time: float) -> None: ...
+
+    def expire(self, cutoff: float) -> None:
+        """Forget every event older than `cutoff`, and accounts left empty."""
+        ...
+
+    def __len__(self) -> int: ...
+
+
+class AggregateStore(Protocol):
+    watermark: float
+
+    def get(self, key: str) -> AggregateState | None: ...
+
+    def put(self, key: str, state: AggregateState) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def items(self) -> Iterable[tuple[str, AggregateState]]: ...
+
+    def __len__(self) -> int: ...
+
+
+class MemoryAccountStore:
+    """Accounts in a dict, with an index by event day so expiry touches only what it drops."""
+
+    def __init__(self) -> None:
+        self.watermark = 0.0  # no event seen yet
+        self._accounts: dict[str, AccountState] = {}
+        self._by_day: dict[int, set[str]] = {}
+        self._expired_through = -(2**62)  # last day whose bucket was swept
+
+    def get(self, account_id: str) -> AccountState | None:
+        return self._accounts.get(account_id)
+
+    def put(self, account_id: str, state: AccountState, event_time: float) -> None:
+        self._accounts[account_id] = state
+        # An event older than what was already swept goes in the next bucket to be swept.
+        day = max(int(event_time // DAY), self._expired_through + 1)
+        bucket = self._by_day.get(day)
+        if bucket is None:
+            self._by_day[day] = {account_id}
+        else:
+            bucket.add(account_id)
+
+    def expire(self, cutoff: float) -> None:
+        last_day = int(cutoff // DAY) - 1  # days wholly before the cutoff
+        if last_day <= self._expired_through:
+            return
+        for day in sorted(d for d in self._by_day if d <= last_day):
+            for account_id in self._by_day.pop(day):
+                state = self._accounts.get(account_id)
+                if state is not None and state.prune(cutoff):
+                    del self._accounts[account_id]
+        self._expired_through = last_day
+
+    def __len__(self) -> int:
+        return len(self._accounts)
+
+
+class MemoryAggregateStore:
+    def __init__(self) -> None:
+        self.watermark = 0.0  # no event seen yet
+        self._states: dict[str, AggregateState] = {}
+
+    def get(self, key: str) -> AggregateState | None:
+        return self._states.get(key)
+
+    def put(self, key: str, state: AggregateState) -> None:
+        self._states[key] = state
+
+    def delete(self, key: str) -> None:
+        self._states.pop(key, None)
+
+    def items(self) -> Iterable[tuple[str, AggregateState]]:
+        return list(self._states.items())
+
+    def __len__(self) -> int:
+        return len(self._states)

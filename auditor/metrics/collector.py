@@ -1,0 +1,103 @@
+"""Exposes RunCounters as Prometheus metric families, read at scrape time.
+
+A custom Collector on a registry the caller owns: no global registry, so two engines (or two
+tests) in one process never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from auditor.engine.periods import quarter_of
+from auditor.metrics.counters import Histogram, RunCounters
+
+
+class AuditorCollector(Collector):
+    def __init__(self, counters: RunCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterable[Metric]:
+        c = self.counters
+        events = CounterMetricFamily(
+            "auditor_events", "Events read, by outcome; each event counted once.",
+            labels=("event_type", "outcome"))
+        for (event_type, outcome), n in sorted(c.events.items()):
+            events.add_metric((event_type, outcome), n)
+        yield events
+
+        dead = CounterMetricFamily("auditor_deadletters", "Dead-lettered inputs by reason.",
+                                   labels=("reason",))
+        for reason, n in sorted(c.deadletters.items()):
+            dead.add_metric((reason,), n)
+        yield dead
+
+        alerts = CounterMetricFamily("auditor_alerts", "Findings emitted.",
+                                     labels=("rule", "severity", "team"))
+        last = GaugeMetricFamily("auditor_last_alert_timestamp_seconds",
+                                 "Wall-clock time of the last finding of the series.",
+                                 labels=("rule", "severity", "team"))
+        for key, n in sorted(c.alerts.items()):
+            alerts.add_metric(key, n)
+            last.add_metric(key, c.last_alert[key])
+        yield alerts
+        yield last
+
+        at_risk = CounterMetricFamily("auditor_commission_at_risk",
+                                      "Commission put at risk by findings, in the reporting "
+                                      "currency.", labels=("rule", "team", "currency"))
+        for key, amount in sorted(c.at_risk.items()):
+            at_risk.add_metric(key, round(amount, 2))
+        yield at_risk
+
+        value = GaugeMetricFamily("auditor_aggregate_value",
+                                  "Live value of an aggregate rule for the current quarter.",
+                                  labels=("rule", "group_by", "group"))
+        breached = GaugeMetricFamily("auditor_aggregate_breached",
+                                     "1 when the live value crosses the rule's threshold.",
+                                     labels=("rule", "group_by", "group"))
+        current = quarter_of(c.watermark)[0] if c.watermark else None
+        for key, (period, v, crossed) in sorted(c.aggregates.items()):
+            if period == current:
+                value.add_metric(key, v)
+                breached.add_metric(key, 1.0 if crossed else 0.0)
+        yield value
+        yield breached
+
+        yield GaugeMetricFamily("auditor_rules_loaded", "Rules in force.", value=c.rules_loaded)
+        yield GaugeMetricFamily("auditor_rules_reload_success",
+                                "1 if the last rules (re)load succeeded.", value=c.reload_success)
+        yield GaugeMetricFamily("auditor_rules_last_reload_timestamp_seconds",
+                                "When the rules were last (re)loaded.", value=c.last_reload)
+        yield GaugeMetricFamily("auditor_watermark_timestamp_seconds",
+                                "Largest event time seen.", value=c.watermark)
+        yield _histogram("auditor_event_processing_seconds",
+                         "Time to validate and audit one event.", c.processing)
+        yield _histogram("auditor_event_lag_seconds",
+                         "Wall-clock time minus event time, at processing.", c.lag)
+
+
+def _histogram(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:
+    buckets, running = [], 0
+    for bound, n in zip((*h.bounds, float("inf")), h.counts, strict=True):
+        running += n
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), running))
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=h.total)
+
+
+def build_registry(counters: RunCounters,
+                   extra: Iterable[Collector] = ()) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AuditorCollector(counters))
+    for collector in extra:
+        registry.register(collector)
+    return registry
+

@@ -1,0 +1,1 @@
+"""The file shell: JSON Lines through the engine, no broker needed."""

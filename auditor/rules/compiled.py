@@ -1,0 +1,100 @@
+"""Rules as the engine runs them: frozen, checked, their conditions already compiled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditor.events.currency import CurrencyTable
+from auditor.rules.filters import Predicate
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMeta:
+    id: str
+    kind: str
+    description: str
+    runbook: str
+    labels: dict[str, str]
+    source: str  # file:line where the rule is defined
+
+
+@dataclass(frozen=True, slots=True)
+class DealRule:
+    meta: RuleMeta
+    deal: Predicate | None
+    min_upfront_share: float | None
+    severity: str
+    at_risk: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRule:
+    meta: RuleMeta
+    deal_after_churn: bool  # False: churn-after-deal
+    deal: Predicate | None
+    churn: Predicate | None
+    within_days: float
+    unless_clawback_covers: bool
+    severity: str | None  # fixed severity, or None when tiered
+    severity_tiers: tuple[tuple[float, str], ...]  # (max_days, severity), first match wins
+    severity_otherwise: str
+    at_risk: str
+
+    def severity_for(self, days: float) -> str:
+        if self.severity is not None:
+            return self.severity
+        for max_days, severity in self.severity_tiers:
+            if days <= max_days:
+                return severity
+        return self.severity_otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRule:
+    meta: RuleMeta
+    measure: str
+    group_by: str
+    deal: Predicate | None
+    churn: Predicate | None
+    churn_within_days: float
+    min_deals: dict[str, int]  # by deal_type, or {"all": n}
+    threshold_op: str  # above, below, at_least, at_most
+    threshold: float
+    settle_days: float
+    severity: str
+    at_risk: str
+
+    def crosses(self, value: float) -> bool:
+        op, limit = self.threshold_op, self.threshold
+        if op == "above":
+            return value > limit
+        if op == "below":
+            return value < limit
+        if op == "at_least":
+            return value >= limit
+        return value <= limit
+
+
+@dataclass(frozen=True, slots=True)
+class RulePack:
+    deal_rules: tuple[DealRule, ...] = ()
+    join_rules: tuple[JoinRule, ...] = ()
+    aggregate_rules: tuple[AggregateRule, ...] = ()
+    currency: CurrencyTable = field(default_factory=CurrencyTable)
+    sources: tuple[str, ...] = ()  # the files it was loaded from
+
+    @property
+    def rule_count(self) -> int:
+        return len(self.deal_rules) + len(self.join_rules) + len(self.aggregate_rules)
+
+    def longest_window_days(self) -> float:
+        """How far back in event time any rule looks: join windows and aggregate settle times."""
+        spans: list[float] = [r.within_days for r in self.join_rules]
+        for r in self.aggregate_rules:
+            spans.append(max(r.settle_days, r.churn_within_days))
+        return max(spans, default=0.0)
+
+    def by_id(self) -> dict[str, Any]:
+        rules: list[Any] = [*self.deal_rules, *self.join_rules, *self.aggregate_rules]
+        return {r.meta.id: r for r in rules}

@@ -1,0 +1,91 @@
+"""Compiles a rule's field conditions (data in YAML) into one predicate, once, at load time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from operator import attrgetter, ge, gt, le, lt
+from typing import Any
+
+from auditor.rules.schema import Comparison, Condition
+
+Predicate = Callable[[Any], bool]
+
+# Event-contract field names -> attributes of the engine's records.
+DEAL_FIELDS: dict[str, str] = {
+    name: name
+    for name in (
+        "event_id", "deal_id", "account_id", "rep_id", "team", "plan_id", "deal_type",
+        "term_months", "acv", "tcv", "discount_pct", "currency",
+    )
+} | {
+    "commission.amount": "amount",
+    "commission.paid_upfront": "paid_upfront",
+    "commission.basis": "basis",
+    "commission.rate": "rate",
+    "commission.clawback_days": "clawback_days",
+}
+CHURN_FIELDS: dict[str, str] = {
+    name: name for name in ("event_id", "account_id", "churn_type", "arr_lost", "currency")
+}
+NUMERIC = {"term_months", "acv", "tcv", "discount_pct", "amount", "paid_upfront", "rate",
+           "clawback_days", "arr_lost"}
+
+
+_FLIPPED = {"gt": lt, "gte": le, "lt": gt, "lte": ge}
+
+
+class FilterError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def compile_filter(conditions: dict[str, Condition], fields: dict[str, str]) -> Predicate | None:
+    """None when there is nothing to test, so the hot path can skip the call."""
+    tests: list[tuple[Callable[[Any], Any], Callable[[Any], bool]]] = []
+    for name, condition in conditions.items():
+        attr = fields.get(name)
+        if attr is None:
+            known = ", ".join(sorted(fields))
+            raise FilterError(name, f"unknown field {name!r}; known fields: {known}")
+        tests.append((attrgetter(attr), _compile_condition(name, attr, condition)))
+    if not tests:
+        return None
+    if len(tests) == 1:
+        (get, test), = tests
+        return lambda record: test(get(record))
+    return lambda record: all(test(get(record)) for get, test in tests)
+
+
+def _compile_condition(name: str, attr: str, condition: Condition) -> Callable[[Any], bool]:
+    if isinstance(condition, list):
+        allowed = frozenset(condition)
+        return allowed.__contains__
+    if not isinstance(condition, Comparison):
+        target = condition
+        return lambda v: v == target
+    checks: list[Callable[[Any], bool]] = []
+    ordered = {"gt": condition.gt, "gte": condition.gte, "lt": condition.lt, "lte": condition.lte}
+    if any(v is not None for v in ordered.values()) and attr not in NUMERIC:
+        raise FilterError(name, f"{name} is not a number: use eq, ne, in or not_in")
+    if condition.eq is not None:
+        eq = condition.eq
+        checks.append(lambda v: v == eq)
+    if condition.ne is not None:
+        ne = condition.ne
+        checks.append(lambda v: v != ne)
+    for op, bound in ordered.items():
+        if bound is not None:
+            # partial(lt, bound)(v) is bound < v, i.e. v > bound.
+            checks.append(partial(_FLIPPED[op], bound))
+    if condition.in_ is not None:
+        checks.append(frozenset(condition.in_).__contains__)
+    if condition.not_in is not None:
+        excluded = frozenset(condition.not_in)
+        checks.append(lambda v: v not in excluded)
+    if not checks:
+        raise FilterError(name, f"no condition given for {name}")
+    if len(checks) == 1:
+        return checks[0]
+    return lambda v: all(check(v) for check in checks)
