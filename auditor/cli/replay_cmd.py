@@ -61,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
             return 2
     if not args.quiet:
         print(digest.render(counters))
-    registry = build_registry(counters)
+    registry = build_registry(counters, replay.engine.live_values)
     if args.metrics_out:
         Path(args.metrics_out).write_bytes(generate_latest(registry))
     if args.metrics_port is not None:
-        server, thread = start_http_server(args.metrics_port, args.metrics_host, registry)
+        server, _ = start_http_server(args.metrics_port, args.metrics_host, registry)
         print(f"serving metrics on http://{args.metrics_host}:{server.server_port}/metrics "
               "(Ctrl-C to stop)", file=sys.stderr, flush=True)
         try:

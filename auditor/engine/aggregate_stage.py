@@ -7,6 +7,8 @@ for a settled period re-evaluates it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from auditor.engine.alerts import Alert, money
 from auditor.engine.facts import AggregateFact
 from auditor.engine.findings import aggregate_alert
@@ -18,6 +20,14 @@ from auditor.rules.compiled import AggregateRule, RulePack
 
 # Live values are exported for these only: rep-level detail lives in the alerts.
 LIVE_GROUP_BY = ("team", "plan_id")
+
+
+class LiveValue(NamedTuple):
+    rule: str
+    group_by: str
+    group: str
+    value: float
+    breached: bool
 
 
 class AggregateStage:
@@ -42,6 +52,8 @@ class AggregateStage:
         state = self.store.get(key)
         if state is None:
             state = AggregateState(fact.rule, fact.group, fact.period, fact.period_end)
+            # A new period may settle before every one already known.
+            self._next_settle = min(self._next_settle, self._settles_at(rule, state))
         if fact.kind == AggregateFact.DEAL:
             changed = state.add_deal(fact.deal_id, fact.deal_type, fact.amount, fact.acv,
                                      fact.paid_upfront)
@@ -53,33 +65,50 @@ class AggregateStage:
         alerts: list[Alert] = []
         if state.settled:
             self._evaluate(rule, state, key, alerts)
-        elif rule.group_by in LIVE_GROUP_BY:
-            self._publish_live(rule, state, fact.watermark)
-        if fact.watermark > self.store.watermark:
-            self.advance(fact.watermark, alerts)
+        watermark = fact.watermark
+        if watermark > self.store.watermark:
+            self.store.watermark = watermark
+            if watermark >= self._next_settle:
+                self.advance(watermark, alerts)
         return alerts
 
     def advance(self, watermark: float, alerts: list[Alert]) -> None:
-        """Move the watermark: evaluate periods that settled, forget those past the horizon."""
-        self.store.watermark = watermark
-        if watermark < self._next_settle:
-            return
+        """Evaluate periods that settled by `watermark`, forget those past the horizon."""
         next_settle = float("inf")
         cutoff = watermark - self.horizon - self.lateness
         for key, state in self.store.items():
             rule = self.rules.get(state.rule)
-            if rule is None or state.end < cutoff:
+            if rule is None:
                 self.store.delete(key)
                 continue
-            if state.settled:
-                continue
-            settles_at = state.end + rule.settle_days * DAY + self.lateness
-            if watermark >= settles_at:
-                state.settled = True
-                self._evaluate(rule, state, key, alerts)
-            else:
-                next_settle = min(next_settle, settles_at)
+            if not state.settled:
+                settles_at = self._settles_at(rule, state)
+                if watermark >= settles_at:
+                    # Evaluate before the horizon check: a period is never dropped unevaluated.
+                    state.settled = True
+                    self._evaluate(rule, state, key, alerts)
+                else:
+                    next_settle = min(next_settle, settles_at)
+            if state.end < cutoff:
+                self.store.delete(key)
         self._next_settle = next_settle
+
+    def _settles_at(self, rule: AggregateRule, state: AggregateState) -> float:
+        return state.end + rule.settle_days * DAY + self.lateness
+
+    def live_values(self) -> list[LiveValue]:
+        """The value of each team and plan aggregate in the watermark's quarter, for a gauge."""
+        current = quarter_of(self.store.watermark)[0]
+        values = []
+        for _, state in self.store.items():
+            rule = self.rules.get(state.rule)
+            if rule is None or rule.group_by not in LIVE_GROUP_BY or state.period != current:
+                continue
+            value = measure(rule, state)
+            if value is not None:
+                values.append(LiveValue(rule.meta.id, rule.group_by, state.group, value,
+                                        rule.crosses(value)))
+        return values
 
     def flush(self) -> list[Alert]:
         """End of input (replay): evaluate every period not yet evaluated, settled or not."""
@@ -104,14 +133,6 @@ class AggregateStage:
             self.sink.alert(alert)
             alerts.append(alert)
         self.store.put(key, state)
-
-    def _publish_live(self, rule: AggregateRule, state: AggregateState, watermark: float) -> None:
-        if state.period != quarter_of(watermark)[0]:
-            return
-        value = measure(rule, state)
-        if value is not None:
-            self.sink.aggregate(rule.meta.id, rule.group_by, state.group, state.period, value,
-                                rule.crosses(value))
 
 
 def measure(rule: AggregateRule, state: AggregateState) -> float | None:

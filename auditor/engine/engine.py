@@ -6,7 +6,7 @@ repartition topic.
 
 from __future__ import annotations
 
-from auditor.engine.aggregate_stage import AggregateStage
+from auditor.engine.aggregate_stage import AggregateStage, LiveValue
 from auditor.engine.alerts import Alert
 from auditor.engine.join_stage import JoinStage
 from auditor.engine.sink import MetricsSink, NullSink
@@ -16,7 +16,7 @@ from auditor.engine.store import (
     MemoryAccountStore,
     MemoryAggregateStore,
 )
-from auditor.events.records import Event
+from auditor.events.models import Event
 from auditor.rules.compiled import RulePack
 
 DEFAULT_LATENESS_DAYS = 30.0
@@ -56,6 +56,9 @@ class AuditEngine:
             for fact in facts:
                 alerts.extend(apply(fact))
         return alerts
+
+    def live_values(self) -> list[LiveValue]:
+        return self.aggregate.live_values()
 
     def flush(self) -> list[Alert]:
         """End of input: evaluate every aggregate period not yet evaluated."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from auditor.engine.alerts import Alert, alert_id, money
 from auditor.engine.state import AggregateState
-from auditor.events.records import Churn, Deal, format_time
+from auditor.events.models import Churn, Deal, format_time
 from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RuleMeta
 
 
@@ -48,12 +48,12 @@ def deal_alert(rule: DealRule, deal: Deal, currency: str) -> Alert:
         f"{money(at_risk):,.2f} {currency} is for years after the first."
     )
     evidence = {
-        "deal_event_id": deal.event_id, "closed_at": format_time(deal.closed_at),
+        "deal_event_id": deal.event_id, "closed_at": format_time(deal.time),
         "term_months": deal.term_months, "basis": deal.basis,
         "commission_amount": money(deal.amount), "paid_upfront": money(deal.paid_upfront),
         "upfront_share": round(share, 4),
     }
-    return _deal_alert(rule.meta, (deal.deal_id,), rule.severity, deal.closed_at, summary,
+    return _deal_alert(rule.meta, (deal.deal_id,), rule.severity, deal.time, summary,
                        at_risk, currency, deal, evidence)
 
 
@@ -62,7 +62,7 @@ def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: 
     at_risk = deal_at_risk(rule.at_risk, deal, churn)
     evidence: dict[str, object] = {
         "deal_event_id": deal.event_id, "churn_event_id": churn.event_id,
-        "closed_at": format_time(deal.closed_at), "churned_at": format_time(churn.churned_at),
+        "closed_at": format_time(deal.time), "churned_at": format_time(churn.time),
         "days": round(days, 3), "deal_type": deal.deal_type, "churn_type": churn.churn_type,
         "acv": money(deal.acv), "arr_lost": money(churn.arr_lost),
         "churn_share": round(churn_share(deal, churn), 4), "discount_pct": deal.discount_pct,
@@ -75,7 +75,7 @@ def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: 
             f"{days:.0f} days later (deal {deal.deal_id}), earning "
             f"{money(deal.amount):,.2f} {currency} commission."
         )
-        return _deal_alert(rule.meta, (deal.deal_id,), severity, deal.closed_at, summary,
+        return _deal_alert(rule.meta, (deal.deal_id,), severity, deal.time, summary,
                            at_risk, currency, deal, evidence)
     summary = (
         f"Account {deal.account_id} churned ({churn.churn_type}) {days:.0f} days after "
@@ -83,7 +83,7 @@ def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: 
         + f" ({deal.discount_pct:.0%} discount)"
         + f"; {money(at_risk):,.2f} {currency} of commission paid upfront is unrecovered."
     )
-    return _deal_alert(rule.meta, (deal.deal_id, churn.event_id), severity, churn.churned_at,
+    return _deal_alert(rule.meta, (deal.deal_id, churn.event_id), severity, churn.time,
                        summary, at_risk, currency, deal, evidence)
 
 

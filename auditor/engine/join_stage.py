@@ -13,7 +13,7 @@ from auditor.engine.periods import DAY, quarter_of
 from auditor.engine.sink import MetricsSink
 from auditor.engine.state import AccountState
 from auditor.engine.store import AccountStore
-from auditor.events.records import Churn, Deal, Event
+from auditor.events.models import Churn, Deal, Event
 from auditor.rules.compiled import AggregateRule, JoinRule, RulePack
 
 NO_ALERTS: list[Alert] = []
@@ -84,12 +84,12 @@ class JoinStage:
                 if join.deal is None or join.deal(deal):
                     self._join_deal(join, deal, state, alerts)
         facts: list[AggregateFact] = []
-        period, end = quarter_of(deal.closed_at)
+        period, end = quarter_of(deal.time)
         for agg in self.rules.aggregate_rules:
             if agg.deal is None or agg.deal(deal):
                 group = getattr(deal, agg.group_by)
                 facts.append(self._fact(AggregateFact.DEAL, agg, group, period, end, deal))
-                if agg in self.churn_aggregates and any(
+                if agg.measure == "early_churn_share" and any(
                     self._churned_early(agg, deal, churn) for churn in state.churns
                 ):
                     facts.append(self._fact(AggregateFact.CHURNED, agg, group, period, end, deal))
@@ -101,7 +101,7 @@ class JoinStage:
         if join.deal_after_churn:
             best: tuple[float, Churn] | None = None
             for churn in state.churns:
-                days = (deal.closed_at - churn.churned_at) / DAY
+                days = (deal.time - churn.time) / DAY
                 if 0 <= days <= within and (join.churn is None or join.churn(churn)) and (
                     best is None or days < best[0]
                 ):
@@ -111,7 +111,7 @@ class JoinStage:
                 alerts.append(join_alert(join, deal, best[1], best[0], self.currency))
             return
         for churn in state.churns:
-            days = (churn.churned_at - deal.closed_at) / DAY
+            days = (churn.time - deal.time) / DAY
             if (0 <= days <= within and (join.churn is None or join.churn(churn))
                     and not _recovered(join, deal, days)):
                 alerts.append(join_alert(join, deal, churn, days, self.currency))
@@ -129,13 +129,13 @@ class JoinStage:
                 if join.deal is not None and not join.deal(deal):
                     continue
                 if join.deal_after_churn:
-                    days = (deal.closed_at - churn.churned_at) / DAY
+                    days = (deal.time - churn.time) / DAY
                     key = f"{join.meta.id}\x1f{deal.deal_id}"
                     if 0 <= days <= within and key not in state.fired:
                         state.fired.add(key)
                         alerts.append(join_alert(join, deal, churn, days, self.currency))
                 else:
-                    days = (churn.churned_at - deal.closed_at) / DAY
+                    days = (churn.time - deal.time) / DAY
                     if 0 <= days <= within and not _recovered(join, deal, days):
                         alerts.append(join_alert(join, deal, churn, days, self.currency))
         facts: list[AggregateFact] = []
@@ -144,14 +144,14 @@ class JoinStage:
                 continue
             for deal in state.deals.values():
                 if (agg.deal is None or agg.deal(deal)) and self._churned_early(agg, deal, churn):
-                    period, end = quarter_of(deal.closed_at)
+                    period, end = quarter_of(deal.time)
                     group = getattr(deal, agg.group_by)
                     facts.append(self._fact(AggregateFact.CHURNED, agg, group, period, end, deal))
         return alerts, facts
 
     @staticmethod
     def _churned_early(agg: AggregateRule, deal: Deal, churn: Churn) -> bool:
-        days = (churn.churned_at - deal.closed_at) / DAY
+        days = (churn.time - deal.time) / DAY
         return 0 <= days <= agg.churn_within_days and (agg.churn is None or agg.churn(churn))
 
     def _fact(self, kind: str, agg: AggregateRule, group: str, period: str, end: float,

@@ -12,9 +12,6 @@ class MetricsSink(Protocol):
 
     def alert(self, alert: Alert) -> None: ...
 
-    def aggregate(self, rule: str, group_by: str, group: str, period: str, value: float,
-                  breached: bool) -> None: ...
-
 
 class NullSink:
     """For callers that want alerts only."""
@@ -23,8 +20,4 @@ class NullSink:
         pass
 
     def alert(self, alert: Alert) -> None:
-        pass
-
-    def aggregate(self, rule: str, group_by: str, group: str, period: str, value: float,
-                  breached: bool) -> None:
         pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auditor.events.records import Churn, Deal
+from auditor.events.models import Churn, Deal, event_from_dict, event_to_dict
 
 
 class AccountState:
@@ -21,25 +21,21 @@ class AccountState:
 
     def prune(self, cutoff: float) -> bool:
         """Forget events older than `cutoff`; True when nothing is left."""
-        for deal_id in [d for d, deal in self.deals.items() if deal.closed_at < cutoff]:
+        for deal_id in [d for d, deal in self.deals.items() if deal.time < cutoff]:
             deal = self.deals.pop(deal_id)
             self.event_ids.discard(deal.event_id)
             self.fired = {key for key in self.fired if not key.endswith("\x1f" + deal_id)}
-        kept = [c for c in self.churns if c.churned_at >= cutoff]
+        kept = [c for c in self.churns if c.time >= cutoff]
         for churn in self.churns:
-            if churn.churned_at < cutoff:
+            if churn.time < cutoff:
                 self.event_ids.discard(churn.event_id)
         self.churns = kept
         return not self.deals and not self.churns
 
-    def newest(self) -> float:
-        times = [d.closed_at for d in self.deals.values()] + [c.churned_at for c in self.churns]
-        return max(times, default=0.0)
-
     def to_dict(self) -> dict[str, Any]:
         return {
-            "deals": [d.to_dict() for d in self.deals.values()],
-            "churns": [c.to_dict() for c in self.churns],
+            "deals": [event_to_dict(d) for d in self.deals.values()],
+            "churns": [event_to_dict(c) for c in self.churns],
             "fired": sorted(self.fired),
         }
 
@@ -47,11 +43,13 @@ class AccountState:
     def from_dict(cls, data: dict[str, Any]) -> AccountState:
         state = cls()
         for raw in data["deals"]:
-            deal = Deal.from_dict(raw)
+            deal = event_from_dict(raw)
+            assert isinstance(deal, Deal)
             state.deals[deal.deal_id] = deal
             state.event_ids.add(deal.event_id)
         for raw in data["churns"]:
-            churn = Churn.from_dict(raw)
+            churn = event_from_dict(raw)
+            assert isinstance(churn, Churn)
             state.churns.append(churn)
             state.event_ids.add(churn.event_id)
         state.fired = set(data["fired"])

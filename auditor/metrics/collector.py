@@ -6,7 +6,7 @@ tests) in one process never collide.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -17,13 +17,16 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from auditor.engine.periods import quarter_of
+from auditor.engine.aggregate_stage import LiveValue
 from auditor.metrics.counters import Histogram, RunCounters
+
+LiveSource = Callable[[], Iterable[LiveValue]]
 
 
 class AuditorCollector(Collector):
-    def __init__(self, counters: RunCounters) -> None:
+    def __init__(self, counters: RunCounters, live: LiveSource | None = None) -> None:
         self.counters = counters
+        self.live = live or (lambda: ())
 
     def collect(self) -> Iterable[Metric]:
         c = self.counters
@@ -64,11 +67,10 @@ class AuditorCollector(Collector):
         breached = GaugeMetricFamily("auditor_aggregate_breached",
                                      "1 when the live value crosses the rule's threshold.",
                                      labels=("rule", "group_by", "group"))
-        current = quarter_of(c.watermark)[0] if c.watermark else None
-        for key, (period, v, crossed) in sorted(c.aggregates.items()):
-            if period == current:
-                value.add_metric(key, v)
-                breached.add_metric(key, 1.0 if crossed else 0.0)
+        for live in sorted(self.live()):
+            key = (live.rule, live.group_by, live.group)
+            value.add_metric(key, live.value)
+            breached.add_metric(key, 1.0 if live.breached else 0.0)
         yield value
         yield breached
 
@@ -93,10 +95,10 @@ def _histogram(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=h.total)
 
 
-def build_registry(counters: RunCounters,
+def build_registry(counters: RunCounters, live: LiveSource | None = None,
                    extra: Iterable[Collector] = ()) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AuditorCollector(counters))
+    registry.register(AuditorCollector(counters, live))
     for collector in extra:
         registry.register(collector)
     return registry

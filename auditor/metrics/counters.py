@@ -48,8 +48,6 @@ class RunCounters:
         self.alerts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.last_alert: dict[tuple[str, str, str], float] = {}
         self.at_risk: defaultdict[tuple[str, str, str], float] = defaultdict(float)
-        # (rule, group_by, group) -> (period, value, breached): the latest live value.
-        self.aggregates: dict[tuple[str, str, str], tuple[str, float, bool]] = {}
         self.processing = Histogram(PROCESSING_BUCKETS)
         self.lag = Histogram(LAG_BUCKETS)
         self.rules_loaded = 0
@@ -67,10 +65,6 @@ class RunCounters:
         self.last_alert[key] = self._now()
         if alert.at_risk:
             self.at_risk[alert.rule, key[2], alert.currency] += alert.at_risk
-
-    def aggregate(self, rule: str, group_by: str, group: str, period: str, value: float,
-                  breached: bool) -> None:
-        self.aggregates[rule, group_by, group] = (period, value, breached)
 
     # Shell observations
     def dead_letter(self, letter: DeadLetter) -> None:

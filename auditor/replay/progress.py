@@ -1,4 +1,4 @@
-"""Progress on stderr for long inputs: a refreshing line on a terminal, a line now and then in logs."""
+"""Progress on stderr for long inputs: a refreshing line on a terminal, a line now and then."""
 
 from __future__ import annotations
 

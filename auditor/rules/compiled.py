@@ -19,7 +19,7 @@ class RuleMeta:
     source: str  # file:line where the rule is defined
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DealRule:
     meta: RuleMeta
     deal: Predicate | None
@@ -28,7 +28,7 @@ class DealRule:
     at_risk: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class JoinRule:
     meta: RuleMeta
     deal_after_churn: bool  # False: churn-after-deal
@@ -50,7 +50,7 @@ class JoinRule:
         return self.severity_otherwise
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class AggregateRule:
     meta: RuleMeta
     measure: str

@@ -19,7 +19,7 @@ from auditor.rules.schema import (
     JoinRuleSpec,
     RuleFile,
 )
-from auditor.rules.yaml_source import YamlDocument, load_yaml
+from auditor.rules.yaml_source import YamlDocument, child_of, load_yaml
 
 CURRENCY_FILE = "currency.yaml"
 # Files in a rules directory that are not rule files.
@@ -73,9 +73,8 @@ def load_rule_pack(directory: Path) -> RulePack:
             try:
                 rule = _compile(spec, RuleMeta(spec.id, spec.kind, spec.description.strip(),
                                                spec.runbook.strip(), dict(spec.labels), where))
-            except FilterError as exc:
-                side = "churn" if exc.field in spec.churn and exc.field not in spec.deal else "deal"
-                errors.append(doc.error(str(exc), ("rules", index, side, exc.field)))
+            except _SideFilterError as exc:
+                errors.append(doc.error(str(exc), ("rules", index, exc.side, exc.field)))
                 continue
             if isinstance(rule, DealRule):
                 deal_rules.append(rule)
@@ -97,13 +96,39 @@ def _validate(doc: YamlDocument, model: type[M]) -> M:
         return model.model_validate(doc.data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        loc = tuple(first["loc"])
+        loc = _without_union_tags(doc.data, tuple(first["loc"]))
         named = doc.existing(loc)
         # A missing key is not in the data, but is worth naming.
         if first["type"] == "missing" and loc:
             named = (*named, loc[-1])
         field = ".".join(str(p) for p in named) or "file"
         raise doc.error(f"{field}: {_plain(first)}", loc) from exc
+
+
+def _without_union_tags(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the `kind` tags pydantic puts in a discriminated union's error path: a tag such as
+    `deal` would otherwise be read as the rule's `deal:` key."""
+    out: list[Any] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and out and isinstance(out[-1], int) and node.get("kind") == part:
+            continue
+        out.append(part)
+        node = child_of(node, part)
+    return tuple(out)
+
+
+class _SideFilterError(FilterError):
+    def __init__(self, side: str, exc: FilterError) -> None:
+        super().__init__(exc.field, str(exc))
+        self.side = side
+
+
+def _filter(conditions: Any, side: str) -> Any:
+    try:
+        return compile_filter(conditions, DEAL_FIELDS if side == "deal" else CHURN_FIELDS)
+    except FilterError as exc:
+        raise _SideFilterError(side, exc) from exc
 
 
 def _plain(error: Any) -> str:
@@ -126,13 +151,14 @@ def _load_currency(path: Path) -> CurrencyTable:
 
 def _compile(spec: Any, meta: RuleMeta) -> DealRule | JoinRule | AggregateRule:
     if isinstance(spec, DealRuleSpec):
-        return DealRule(meta, compile_filter(spec.deal, DEAL_FIELDS), spec.min_upfront_share,
+        return DealRule(meta, _filter(spec.deal, "deal"), spec.min_upfront_share,
                         spec.severity, spec.at_risk)
     if isinstance(spec, JoinRuleSpec):
-        deal = compile_filter(spec.deal, DEAL_FIELDS)
-        churn = compile_filter(spec.churn, CHURN_FIELDS)
+        deal = _filter(spec.deal, "deal")
+        churn = _filter(spec.churn, "churn")
+        tiers: tuple[tuple[float, str], ...] = ()
         if isinstance(spec.severity, str):
-            fixed, tiers, otherwise = spec.severity, (), spec.severity
+            fixed, otherwise = spec.severity, spec.severity
         else:
             fixed = None
             tiers = tuple((t.max_days, t.severity) for t in spec.severity.tiers)
@@ -145,7 +171,7 @@ def _compile(spec: Any, meta: RuleMeta) -> DealRule | JoinRule | AggregateRule:
     min_deals = spec.min_deals if isinstance(spec.min_deals, dict) else {"all": spec.min_deals}
     return AggregateRule(
         meta, spec.measure, spec.group_by,
-        compile_filter(spec.deal, DEAL_FIELDS), compile_filter(spec.churn, CHURN_FIELDS),
+        _filter(spec.deal, "deal"), _filter(spec.churn, "churn"),
         spec.churn_within_days or 0.0, dict(min_deals), op, float(getattr(threshold, op)),
         spec.settle_days, spec.severity, spec.at_risk,
     )

@@ -1,0 +1,33 @@
+# The two commands of README.md: `make demo` and `make test`. Both set up what they need.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint bench system-deps clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,deploy]'
+	touch $@
+
+demo: $(BIN)/.installed
+	mkdir -p out
+	$(BIN)/auditor simulate --accounts 5000 --months 24 --seed 7 --out out/demo-events.jsonl
+	$(BIN)/auditor replay out/demo-events.jsonl --alerts-out out/alerts.jsonl \
+		--deadletter-out out/deadletters.jsonl --metrics-out out/metrics.prom
+	@echo "alerts: out/alerts.jsonl  dead letters: out/deadletters.jsonl  metrics: out/metrics.prom"
+
+system-deps:
+	scripts/install-system-deps.sh
+
+test: $(BIN)/.installed system-deps
+	$(BIN)/ruff check auditor tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/replay_throughput.py
+
+clean:
+	rm -rf out var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,133 @@
+"""Prometheus config and alert rules: promtool accepts them, and they keep their promises."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from deploy_helpers import (
+    CONTRACT_LABELS,
+    CONTRACT_METRICS,
+    DEFAULT_RULE_IDS,
+    PROMETHEUS_DIR,
+    SCRAPE_JOB,
+    SEVERITIES,
+    alert_rules,
+    assert_promtool_ok,
+    label_names,
+    load_yaml,
+    metric_names,
+    rule_ids,
+)
+
+EXPECTED_GROUPS = {"comp-auditor-finance", "comp-auditor-operations"}
+
+
+@pytest.mark.prometheus
+def test_promtool_check_rules() -> None:
+    output = assert_promtool_ok("check", "rules", "alerts.yml")
+    assert "SUCCESS" in output
+
+
+@pytest.mark.prometheus
+def test_promtool_test_rules() -> None:
+    output = assert_promtool_ok("test", "rules", "alerts_test.yml")
+    assert "SUCCESS" in output
+
+
+@pytest.mark.prometheus
+def test_promtool_check_config() -> None:
+    output = assert_promtool_ok("check", "config", "prometheus.yml")
+    assert "alerts.yml" in output, "prometheus.yml should load alerts.yml"
+
+
+def test_scrape_config_uses_the_contract_job() -> None:
+    config = load_yaml(PROMETHEUS_DIR / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert SCRAPE_JOB in jobs
+    job = jobs[SCRAPE_JOB]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert len(targets) >= 2, "both workers are scraped"
+    assert config["rule_files"] == ["alerts.yml"]
+
+
+def test_alert_groups() -> None:
+    data = load_yaml(PROMETHEUS_DIR / "alerts.yml")
+    assert {group["name"] for group in data["groups"]} == EXPECTED_GROUPS
+    for group in data["groups"]:
+        assert group["rules"], group["name"]
+
+
+def test_every_alert_has_severity_and_annotations() -> None:
+    for rule in alert_rules():
+        name = rule["alert"]
+        assert rule.get("labels", {}).get("severity") in SEVERITIES, name
+        annotations = rule.get("annotations", {})
+        for key in ("summary", "description", "runbook_url"):
+            assert annotations.get(key, "").strip(), f"{name}: annotation {key} missing"
+        assert re.fullmatch(r"deploy/README\.md#[a-z0-9-]+", annotations["runbook_url"]), (
+            f"{name}: runbook_url must be a repo-relative link into deploy/README.md"
+        )
+
+
+def test_alert_names_are_unique() -> None:
+    names = [rule["alert"] for rule in alert_rules()]
+    assert len(names) == len(set(names))
+
+
+def test_alert_expressions_use_only_contract_metrics() -> None:
+    allowed = CONTRACT_METRICS | {"up"}
+    for rule in alert_rules():
+        names = metric_names(rule["expr"])
+        assert names, f"{rule['alert']}: no metric in {rule['expr']!r}"
+        assert names <= allowed, f"{rule['alert']}: unknown metrics {names - allowed}"
+        labels = label_names(rule["expr"])
+        assert labels <= CONTRACT_LABELS, (
+            f"{rule['alert']}: unknown labels {labels - CONTRACT_LABELS}"
+        )
+        assert rule_ids(rule["expr"]) <= DEFAULT_RULE_IDS, rule["alert"]
+
+
+def test_required_alerts_use_the_prescribed_metrics() -> None:
+    by_name = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    finance = {
+        rule["alert"]
+        for group in load_yaml(PROMETHEUS_DIR / "alerts.yml")["groups"]
+        if group["name"] == "comp-auditor-finance"
+        for rule in group["rules"]
+    }
+    assert "auditor_last_alert_timestamp_seconds" in by_name["CompAuditorCriticalRetentionFinding"]
+    assert "auditor_aggregate_breached" in by_name["CompAuditorAggregateThresholdBreached"]
+    assert "auditor_commission_at_risk_total" in by_name["CompAuditorCommissionAtRiskGrowing"]
+    assert f'up{{job="{SCRAPE_JOB}"}}' in by_name["CompAuditorWorkerDown"]
+    assert "auditor_consumer_lag" in by_name["CompAuditorConsumerLagGrowing"]
+    assert "auditor_deadletters_total" in by_name["CompAuditorDeadLetterRateHigh"]
+    assert "auditor_rules_reload_success" in by_name["CompAuditorRulesReloadFailing"]
+    assert "auditor_events_total" in by_name["CompAuditorNoEvents"]
+    assert finance == {
+        "CompAuditorCriticalRetentionFinding",
+        "CompAuditorCommissionAtRiskGrowing",
+        "CompAuditorAggregateThresholdBreached",
+    }
+
+
+def test_every_alert_is_unit_tested_firing_and_silent() -> None:
+    tests = load_yaml(PROMETHEUS_DIR / "alerts_test.yml")
+    assert tests["rule_files"] == ["alerts.yml"]
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert names - firing == set(), "alerts without a firing case"
+    assert names - silent == set(), "alerts without a not-firing case"
+    assert (firing | silent) <= names, "tests for alerts that do not exist"
+
+
+def test_tunables_are_marked() -> None:
+    text = (PROMETHEUS_DIR / "alerts.yml").read_text(encoding="utf-8")
+    # The thresholds people will want to change carry a "TUNE:" comment naming the number.
+    for number in ("24", "10000", "1000", "0.05", "6h"):
+        assert re.search(rf"#\s*TUNE:.*{re.escape(number)}", text), number
