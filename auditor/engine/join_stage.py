@@ -50,8 +50,11 @@ class JoinStage:
             return NO_ALERTS, NO_FACTS
         time = event.time
         watermark = store.watermark
-        self._now = max(watermark, time)
-        outcome = "late" if time < watermark - self.lateness else "processed"
+        if time > watermark:
+            store.watermark = time
+        # Read back: a store may hold the watermark behind (the worker's, at its slowest input).
+        self._now = now = store.watermark
+        outcome = "late" if time < now - self.lateness else "processed"
         self.sink.event(event.event_type, outcome)
 
         if type(event) is Deal:
@@ -64,11 +67,9 @@ class JoinStage:
         state.event_ids.add(event.event_id)
         store.put(event.account_id, state, time)
 
-        if time > watermark:
-            # Expire once per day of event time, not per event.
-            if int(time // DAY) != int(watermark // DAY):
-                store.expire(time - self.horizon - self.lateness)
-            store.watermark = time
+        # Expire once per day of event time, not per event.
+        if now > watermark and int(now // DAY) != int(watermark // DAY):
+            store.expire(now - self.horizon - self.lateness)
         return alerts, facts
 
     def _on_deal(self, deal: Deal, state: AccountState) -> tuple[list[Alert], list[AggregateFact]]:

@@ -5,7 +5,7 @@ The worker backs the same interfaces with faust tables (auditor/worker/tables.py
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Protocol
 
 from auditor.engine.periods import DAY
@@ -43,17 +43,27 @@ class AggregateStore(Protocol):
 class MemoryAccountStore:
     """Accounts in a dict, with an index by event day so expiry touches only what it drops."""
 
-    def __init__(self) -> None:
+    def __init__(self, accounts: MutableMapping[str, AccountState] | None = None) -> None:
+        """`accounts`: where the states live (a dict by default; the worker passes a table view,
+        whose recovered states are indexed here)."""
         self.watermark = 0.0  # no event seen yet
-        self._accounts: dict[str, AccountState] = {}
+        self._accounts: MutableMapping[str, AccountState] = {} if accounts is None else accounts
         self._by_day: dict[int, set[str]] = {}
         self._expired_through = -(2**62)  # last day whose bucket was swept
+        for account_id, state in list(self._accounts.items()):
+            for deal in state.deals.values():
+                self._bucket(account_id, deal.time)
+            for churn in state.churns:
+                self._bucket(account_id, churn.time)
 
     def get(self, account_id: str) -> AccountState | None:
         return self._accounts.get(account_id)
 
     def put(self, account_id: str, state: AccountState, event_time: float) -> None:
         self._accounts[account_id] = state
+        self._bucket(account_id, event_time)
+
+    def _bucket(self, account_id: str, event_time: float) -> None:
         # An event older than what was already swept goes in the next bucket to be swept.
         day = max(int(event_time // DAY), self._expired_through + 1)
         bucket = self._by_day.get(day)
@@ -69,8 +79,12 @@ class MemoryAccountStore:
         for day in sorted(d for d in self._by_day if d <= last_day):
             for account_id in self._by_day.pop(day):
                 state = self._accounts.get(account_id)
-                if state is not None and state.prune(cutoff):
+                if state is None:
+                    continue
+                if state.prune(cutoff):
                     del self._accounts[account_id]
+                else:  # written back, so a table-backed mapping records the pruned state
+                    self._accounts[account_id] = state
         self._expired_through = last_day
 
     def __len__(self) -> int:
@@ -78,9 +92,9 @@ class MemoryAccountStore:
 
 
 class MemoryAggregateStore:
-    def __init__(self) -> None:
+    def __init__(self, states: MutableMapping[str, AggregateState] | None = None) -> None:
         self.watermark = 0.0  # no event seen yet
-        self._states: dict[str, AggregateState] = {}
+        self._states: MutableMapping[str, AggregateState] = {} if states is None else states
 
     def get(self, key: str) -> AggregateState | None:
         return self._states.get(key)

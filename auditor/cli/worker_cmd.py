@@ -1,0 +1,73 @@
+"""`auditor worker`: the streaming service (faust-streaming on Kafka)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "worker", help="audit events from Kafka, continuously",
+        description="Every option can also be set by an AUDITOR_* environment variable (shown "
+                    "in brackets); a flag wins over the environment.")
+    p.add_argument("--broker", help="kafka://host:port or host:port, comma-separated "
+                                    "[AUDITOR_BROKER] (default localhost:9092)")
+    p.add_argument("--rules", help="rules directory [AUDITOR_RULES] (default: the repo's rules/)")
+    p.add_argument("--group-id", help="consumer group, and prefix of the internal topics "
+                                      "[AUDITOR_GROUP_ID] (default comp-auditor)")
+    p.add_argument("--web-port", type=int, help="port of /metrics, /healthz and /readyz "
+                                                "[AUDITOR_WEB_PORT] (default 6066)")
+    p.add_argument("--web-host", help="address to serve on [AUDITOR_WEB_HOST] (default 0.0.0.0)")
+    p.add_argument("--data-dir", help="table state directory [AUDITOR_DATA_DIR] "
+                                      "(default var/worker-<web port>)")
+    p.add_argument("--partitions", type=int,
+                   help="partitions of topics it creates [AUDITOR_TOPIC_PARTITIONS] (default 4)")
+    p.add_argument("--replication-factor", type=int,
+                   help="replication of topics it creates [AUDITOR_REPLICATION_FACTOR] (1)")
+    p.add_argument("--allowed-lateness-days", type=float,
+                   help="[AUDITOR_ALLOWED_LATENESS_DAYS] (default 30)")
+    p.add_argument("--session-timeout", type=float,
+                   help="consumer-group session timeout in seconds: how fast a dead worker's "
+                        "partitions move [AUDITOR_SESSION_TIMEOUT] (default 10)")
+    p.add_argument("--log-level", help="[AUDITOR_LOG_LEVEL] (default info)")
+    p.epilog = ("Topics: AUDITOR_TOPIC_DEALS, AUDITOR_TOPIC_CHURNS, AUDITOR_TOPIC_ALERTS, "
+                "AUDITOR_TOPIC_DEADLETTER. Security: AUDITOR_SECURITY_PROTOCOL (PLAINTEXT, SSL, "
+                "SASL_PLAINTEXT, SASL_SSL), AUDITOR_SASL_MECHANISM, AUDITOR_SASL_USERNAME, "
+                "AUDITOR_SASL_PASSWORD, AUDITOR_SSL_CAFILE.")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from auditor.cli.common import load_rules_or_exit
+    from auditor.worker.app import AuditorWorker
+    from auditor.worker.settings import from_environment, parse_brokers
+    from auditor.worker.topics import ensure_topics
+
+    try:
+        settings = from_environment({
+            "brokers": parse_brokers(args.broker) if args.broker else None,
+            "rules_dir": Path(args.rules) if args.rules else None,
+            "group_id": args.group_id, "web_port": args.web_port, "web_host": args.web_host,
+            "data_dir": Path(args.data_dir) if args.data_dir else None,
+            "partitions": args.partitions, "replication_factor": args.replication_factor,
+            "lateness_days": args.allowed_lateness_days,
+            "session_timeout": args.session_timeout, "log_level": args.log_level,
+        })
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rules = load_rules_or_exit(str(settings.rules_dir) if settings.rules_dir else None)
+    ensure_topics(settings)
+    worker = AuditorWorker(settings, rules)
+    logging.getLogger("auditor.worker").info(
+        "starting: group %s, brokers %s, %d rules, web on %s:%d", settings.group_id,
+        ",".join(settings.brokers), rules.rule_count, settings.web_host, settings.web_port)
+    Worker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    return 0

@@ -1,0 +1,1 @@
+"""`auditor produce`: JSON Lines events onto their Kafka topics (kafka-python)."""

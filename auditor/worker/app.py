@@ -1,0 +1,211 @@
+"""`auditor worker`: the faust app around the pipeline -- agents, tables, topics, web pages.
+
+Input topics -> `audit_events` (join stage per partition) -> alerts, dead letters, and facts
+re-keyed by (rule, group, quarter) through the repartition topic -> `audit_aggregates`
+(aggregate stage per partition) -> alerts. Offsets are committed after the producer is flushed,
+so every output of an event is written before its offset is: at-least-once, with deterministic
+alert ids to recognise a redelivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from auditor.engine.alerts import Alert
+from auditor.metrics.collector import build_registry
+from auditor.metrics.counters import RunCounters
+from auditor.rules.compiled import RulePack
+from auditor.worker import compat
+from auditor.worker.pipeline import Outputs, Pipeline, StateTables, encode_fact
+from auditor.worker.settings import WorkerSettings
+from auditor.worker.tables import ACCOUNT_CODEC, AGGREGATE_CODEC
+
+log = logging.getLogger("auditor.worker")
+
+
+class ConsumerLagCollector(Collector):
+    """`auditor_consumer_lag{topic, partition}`: high watermark minus committed offset of each
+    assigned input and repartition partition, read when scraped."""
+
+    def __init__(self, app: faust.App, topics: set[str]) -> None:
+        self.app = app
+        self.topics = topics
+
+    def collect(self) -> Any:
+        lag = GaugeMetricFamily("auditor_consumer_lag",
+                                "Messages not yet committed, per assigned partition.",
+                                labels=["topic", "partition"])
+        consumer = self.app._consumer  # None before the worker has started
+        if consumer is not None:
+            committed = self.app.monitor.tp_committed_offsets
+            for tp in sorted(consumer.assignment()):
+                if tp.topic not in self.topics:
+                    continue
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    done = committed.get(tp, 0) or 0
+                    lag.add_metric([tp.topic, str(tp.partition)], max(0, highwater - done))
+        yield lag
+
+
+class AuditorWorker:
+    """Builds the faust app for `settings` and `rules`; `app` is what faust's Worker runs."""
+
+    def __init__(self, settings: WorkerSettings, rules: RulePack) -> None:
+        self.settings = settings
+        self.counters = RunCounters()
+        self.counters.rules_reloaded(rules.rule_count)
+        self.app = self._make_app()
+        compat.apply(list(settings.brokers), settings.security.aiokafka())
+        self.tables = self._make_tables()
+        self.pipeline = Pipeline(rules, self.counters, self.tables, settings.lateness_days)
+        self.registry = self._make_registry()
+        self._define_agents()
+        self._define_pages()
+        self._define_signals()
+
+    def _make_app(self) -> faust.App:
+        s = self.settings
+        s.state_dir.mkdir(parents=True, exist_ok=True)
+        return faust.App(
+            s.group_id,
+            broker=s.broker_url,
+            broker_credentials=s.security.faust(),
+            store="memory://",
+            datadir=str(s.state_dir),
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=s.partitions,
+            topic_replication_factor=s.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=s.session_timeout,
+            broker_heartbeat_interval=max(1.0, s.session_timeout / 6),
+            broker_rebalance_timeout=max(10.0, s.session_timeout * 2),
+            broker_commit_interval=1.0,
+            # Small fetches keep the two input topics interleaved in event time, so one topic
+            # running ahead cannot move the watermark far past the other.
+            consumer_max_fetch_size=256 * 1024,
+            table_standby_replicas=0,
+            producer_acks=-1,
+            stream_wait_empty=False,
+            web_host=s.web_host,
+            web_bind=s.web_host,
+            web_port=s.web_port,
+            worker_redirect_stdouts=False,
+        )
+
+    def _make_tables(self) -> StateTables:
+        return StateTables(accounts=self._table("accounts", ACCOUNT_CODEC),
+                           aggregates=self._table("aggregates", AGGREGATE_CODEC),
+                           watermarks=self._table("watermarks", "json"))
+
+    def _table(self, name: str, value_codec: str) -> Any:
+        table = self.app.Table(name, partitions=self.settings.partitions)
+        # faust derives codecs from value types (models); these are set before the changelog
+        # topic exists, which is created from them on first use.
+        table.key_serializer = "json"
+        table.value_serializer = value_codec
+        return table
+
+    def _make_registry(self) -> CollectorRegistry:
+        s = self.settings
+        lag = ConsumerLagCollector(self.app, {*s.topics.inputs, s.facts_topic})
+        registry = build_registry(self.counters, self.pipeline.live_values, extra=[lag])
+        # faust's own sensors (messages, commits, rebalances, table ops) on the same /metrics.
+        setup_prometheus_sensors(self.app, pattern="/metrics", registry=registry,
+                                 name_prefix="faust")
+        return registry
+
+    def _define_agents(self) -> None:
+        app, s, pipeline = self.app, self.settings, self.pipeline
+        inputs = app.topic(*s.topics.inputs, partitions=s.partitions)
+        facts = app.topic(s.facts_topic, partitions=s.partitions)
+        alerts_topic = app.topic(s.topics.alerts)
+        deadletter_topic = app.topic(s.topics.deadletter)
+
+        async def publish_alerts(alerts: list[Alert]) -> None:
+            for alert in alerts:
+                await alerts_topic.send(key=alert.alert_id.encode(),
+                                        value=alert.to_json().encode())
+
+        async def publish(out: Outputs) -> None:
+            await publish_alerts(out.alerts)
+            for fact in out.facts:
+                await facts.send(key=fact.key.encode(), value=encode_fact(fact))
+            for letter in out.deadletters:
+                await deadletter_topic.send(key=letter.source.encode(),
+                                            value=letter.to_json().encode())
+
+        # concurrency=1: with more, faust can commit offsets past unprocessed messages (#606).
+        @app.agent(inputs, concurrency=1, name="audit_events")
+        async def audit_events(stream: Any) -> None:
+            async for event in stream.events():
+                m = event.message
+                await publish(pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value))
+
+        @app.agent(facts, concurrency=1, name="audit_aggregates")
+        async def audit_aggregates(stream: Any) -> None:
+            async for event in stream.events():
+                await publish_alerts(pipeline.on_fact(event.message.partition,
+                                                      event.message.value))
+
+    def _define_pages(self) -> None:
+        app = self.app
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.json({"status": "ok"})
+
+        @app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ready = self.ready()
+            return web.json({"ready": ready, "assigned": self.assigned()},
+                            status=200 if ready else 503)
+
+    def ready(self) -> bool:
+        """Joined the group, tables recovered, not rebalancing."""
+        if self.app._consumer is None or self.app.rebalancing:
+            return False
+        return bool(self.app.tables.recovery.completed.is_set())
+
+    def assigned(self) -> list[str]:
+        if self.app._consumer is None:
+            return []
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in self.app.consumer.assignment()
+                      if not tp.topic.endswith("-changelog"))
+
+    def _define_signals(self) -> None:
+        app, pipeline = self.app, self.pipeline
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            pipeline.forget()
+            log.info("partitions revoked: %s",
+                     ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)) or "none")
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            pipeline.forget()
+            log.info("partitions assigned: %s; recovering tables",
+                     ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned
+                                      if not tp.topic.endswith("-changelog"))) or "none")
+
+        @app.on_rebalance_complete.connect
+        async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+            log.info("tables recovered: %d accounts, %d aggregate periods",
+                     len(self.tables.accounts), len(self.tables.aggregates))
+
+        @app.timer(60.0)
+        async def report() -> None:
+            counts = self.counters.events_by_outcome()
+            log.info("events %s; alerts %d; watermark %s", counts,
+                     sum(self.counters.alerts.values()),
+                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.pipeline.watermark)))
