@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from auditor.cli.common import rules_dir
@@ -16,6 +17,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = rules_sub.add_parser("check", help="validate rule files; exit 1 on any error")
     check.add_argument("dir", nargs="?", help="rules directory (default: the repo's rules/)")
     check.set_defaults(run=run_check)
+    schema = rules_sub.add_parser(
+        "schema", help="print the JSON Schema of rule files (for editor autocompletion)")
+    schema.set_defaults(run=run_schema)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -28,4 +32,11 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{len(exc.errors)} error(s) in {directory}", file=sys.stderr)
         return 1
     print(f"{directory}: {pack.rule_count} rules OK ({', '.join(pack.sources)})")
+    return 0
+
+
+def run_schema(args: argparse.Namespace) -> int:
+    from auditor.rules.schema import rule_file_json_schema
+
+    print(json.dumps(rule_file_json_schema(), indent=2))
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from operator import attrgetter, ge, gt, le, lt
 from typing import Any
@@ -41,7 +41,11 @@ class FilterError(ValueError):
         self.field = field
 
 
-def compile_filter(conditions: dict[str, Condition], fields: dict[str, str]) -> Predicate | None:
+NamedLists = Mapping[str, Sequence[Any]]
+
+
+def compile_filter(conditions: dict[str, Condition], fields: dict[str, str],
+                   lists: NamedLists | None = None) -> Predicate | None:
     """None when there is nothing to test, so the hot path can skip the call."""
     tests: list[tuple[Callable[[Any], Any], Callable[[Any], bool]]] = []
     for name, condition in conditions.items():
@@ -49,7 +53,7 @@ def compile_filter(conditions: dict[str, Condition], fields: dict[str, str]) -> 
         if attr is None:
             known = ", ".join(sorted(fields))
             raise FilterError(name, f"unknown field {name!r}; known fields: {known}")
-        tests.append((attrgetter(attr), _compile_condition(name, attr, condition)))
+        tests.append((attrgetter(attr), _compile_condition(name, attr, condition, lists or {})))
     if not tests:
         return None
     predicate: Predicate | None = None
@@ -66,7 +70,8 @@ def _and(get: Callable[[Any], Any], test: Callable[[Any], bool], rest: Predicate
     return lambda record: test(get(record)) and rest(record)
 
 
-def _compile_condition(name: str, attr: str, condition: Condition) -> Callable[[Any], bool]:
+def _compile_condition(name: str, attr: str, condition: Condition, lists: NamedLists
+                       ) -> Callable[[Any], bool]:
     if isinstance(condition, list):
         allowed = frozenset(condition)
         return allowed.__contains__
@@ -92,8 +97,21 @@ def _compile_condition(name: str, attr: str, condition: Condition) -> Callable[[
     if condition.not_in is not None:
         excluded = frozenset(condition.not_in)
         checks.append(lambda v: v not in excluded)
+    if condition.in_list is not None:
+        checks.append(frozenset(_named(name, condition.in_list, lists)).__contains__)
+    if condition.not_in_list is not None:
+        excluded_list = frozenset(_named(name, condition.not_in_list, lists))
+        checks.append(lambda v: v not in excluded_list)
     if not checks:
         raise FilterError(name, f"no condition given for {name}")
     if len(checks) == 1:
         return checks[0]
     return lambda v: all(check(v) for check in checks)
+
+
+def _named(field: str, list_name: str, lists: NamedLists) -> Sequence[Any]:
+    values = lists.get(list_name)
+    if values is None:
+        known = ", ".join(sorted(lists)) or "none defined"
+        raise FilterError(field, f"unknown list {list_name!r} (lists: {known})")
+    return values

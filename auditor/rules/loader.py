@@ -10,7 +10,13 @@ from pydantic import BaseModel, ValidationError
 from auditor.errors import RuleError, RuleErrors
 from auditor.events.currency import CurrencyTable
 from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RuleMeta, RulePack
-from auditor.rules.filters import CHURN_FIELDS, DEAL_FIELDS, FilterError, compile_filter
+from auditor.rules.filters import (
+    CHURN_FIELDS,
+    DEAL_FIELDS,
+    FilterError,
+    NamedLists,
+    compile_filter,
+)
 from auditor.rules.schema import (
     THRESHOLD_OPS,
     AggregateRuleSpec,
@@ -51,17 +57,32 @@ def load_rule_pack(directory: Path) -> RulePack:
     aggregate_rules: list[AggregateRule] = []
     first_seen: dict[str, str] = {}
     sources: list[str] = []
+    files: list[tuple[YamlDocument, RuleFile]] = []
+    lists: dict[str, list[Any]] = {}
+    list_seen: dict[str, str] = {}
     for path in sorted(directory.glob("*.y*ml")):
         if path.name in NOT_RULE_FILES:
             continue
         sources.append(str(path))
         try:
             doc = load_yaml(path)
-            specs = _validate(doc, RuleFile).rules
+            rule_file = _validate(doc, RuleFile)
         except RuleError as exc:
             errors.append(exc)
             continue
-        for index, spec in enumerate(specs):
+        files.append((doc, rule_file))
+        for name, values in rule_file.lists.items():  # lists first: any rule may use any list
+            where = f"{path}:{doc.line_of(('lists', name))}"
+            if name in list_seen:
+                errors.append(doc.error(f"duplicate list {name!r}, first defined at "
+                                        f"{list_seen[name]}", ("lists", name)))
+                continue
+            list_seen[name] = where
+            lists[name] = values
+
+    for doc, rule_file in files:
+        path = doc.path
+        for index, spec in enumerate(rule_file.rules):
             where = f"{path}:{doc.line_of(('rules', index))}"
             if spec.id in first_seen:
                 errors.append(doc.error(f"duplicate rule id {spec.id!r}, first defined at "
@@ -72,7 +93,8 @@ def load_rule_pack(directory: Path) -> RulePack:
                 continue
             try:
                 rule = _compile(spec, RuleMeta(spec.id, spec.kind, spec.description.strip(),
-                                               spec.runbook.strip(), dict(spec.labels), where))
+                                               spec.runbook.strip(), dict(spec.labels), where),
+                                lists)
             except _SideFilterError as exc:
                 errors.append(doc.error(str(exc), ("rules", index, exc.side, exc.field)))
                 continue
@@ -124,9 +146,9 @@ class _SideFilterError(FilterError):
         self.side = side
 
 
-def _filter(conditions: Any, side: str) -> Any:
+def _filter(conditions: Any, side: str, lists: NamedLists) -> Any:
     try:
-        return compile_filter(conditions, DEAL_FIELDS if side == "deal" else CHURN_FIELDS)
+        return compile_filter(conditions, DEAL_FIELDS if side == "deal" else CHURN_FIELDS, lists)
     except FilterError as exc:
         raise _SideFilterError(side, exc) from exc
 
@@ -149,13 +171,14 @@ def _load_currency(path: Path) -> CurrencyTable:
     return CurrencyTable(spec.reporting_currency, dict(spec.rates))
 
 
-def _compile(spec: Any, meta: RuleMeta) -> DealRule | JoinRule | AggregateRule:
+def _compile(spec: Any, meta: RuleMeta, lists: NamedLists
+             ) -> DealRule | JoinRule | AggregateRule:
     if isinstance(spec, DealRuleSpec):
-        return DealRule(meta, _filter(spec.deal, "deal"), spec.min_upfront_share,
+        return DealRule(meta, _filter(spec.deal, "deal", lists), spec.min_upfront_share,
                         spec.severity, spec.at_risk)
     if isinstance(spec, JoinRuleSpec):
-        deal = _filter(spec.deal, "deal")
-        churn = _filter(spec.churn, "churn")
+        deal = _filter(spec.deal, "deal", lists)
+        churn = _filter(spec.churn, "churn", lists)
         tiers: tuple[tuple[float, str], ...] = ()
         if isinstance(spec.severity, str):
             fixed, otherwise = spec.severity, spec.severity
@@ -171,7 +194,7 @@ def _compile(spec: Any, meta: RuleMeta) -> DealRule | JoinRule | AggregateRule:
     min_deals = spec.min_deals if isinstance(spec.min_deals, dict) else {"all": spec.min_deals}
     return AggregateRule(
         meta, spec.measure, spec.group_by,
-        _filter(spec.deal, "deal"), _filter(spec.churn, "churn"),
+        _filter(spec.deal, "deal", lists), _filter(spec.churn, "churn", lists),
         spec.churn_within_days or 0.0, dict(min_deals), op, float(getattr(threshold, op)),
         spec.settle_days, spec.severity, spec.at_risk,
     )

@@ -6,7 +6,7 @@ metadata, so the format can grow by new kinds, measures and parameters without b
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -31,6 +31,9 @@ class Comparison(_Strict):
     lte: float | None = None
     in_: list[Scalar] | None = Field(default=None, alias="in")
     not_in: list[Scalar] | None = None
+    # Names of lists defined under `lists:` in any file of the rules directory.
+    in_list: str | None = None
+    not_in_list: str | None = None
 
 
 # `field: value` means equality, `field: [a, b]` means one of, a mapping gives comparisons.
@@ -145,8 +148,14 @@ class AggregateRuleSpec(_RuleBase):
 RuleSpec = Annotated[DealRuleSpec | JoinRuleSpec | AggregateRuleSpec, Field(discriminator="kind")]
 
 
+ListName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+
+
 class RuleFile(_Strict):
-    rules: list[RuleSpec]
+    """A rules/*.yaml file: rules, and named lists of values any rule's filter can use."""
+
+    lists: dict[ListName, list[Scalar]] = Field(default_factory=dict)
+    rules: list[RuleSpec] = Field(default_factory=list)
 
 
 class CurrencyFile(_Strict):
@@ -154,3 +163,11 @@ class CurrencyFile(_Strict):
     rates: dict[Annotated[str, Field(pattern=r"^[A-Z]{3}$")], Annotated[float, Field(gt=0)]] = (
         Field(default_factory=dict)
     )
+
+
+def rule_file_json_schema() -> dict[str, Any]:
+    """JSON Schema of a rules/*.yaml file, for editors (YAML language servers read it)."""
+    schema = RuleFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "comp-auditor rule file"
+    return schema
