@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="replication of topics it creates [AUDITOR_REPLICATION_FACTOR] (1)")
     p.add_argument("--allowed-lateness-days", type=float,
                    help="[AUDITOR_ALLOWED_LATENESS_DAYS] (default 30)")
+    p.add_argument("--reload-seconds", type=float,
+                   help="how often to look for changed rule files and hot-reload them; 0: never "
+                        "[AUDITOR_RULES_RELOAD_SECONDS] (default 2)")
     p.add_argument("--session-timeout", type=float,
                    help="consumer-group session timeout in seconds: how fast a dead worker's "
                         "partitions move [AUDITOR_SESSION_TIMEOUT] (default 10)")
@@ -43,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
-    from auditor.cli.common import load_rules_or_exit
+    from auditor.cli.common import load_rules_or_exit, rules_dir
     from auditor.worker.app import AuditorWorker
     from auditor.worker.settings import from_environment, parse_brokers
     from auditor.worker.topics import ensure_topics
@@ -55,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             "group_id": args.group_id, "web_port": args.web_port, "web_host": args.web_host,
             "data_dir": Path(args.data_dir) if args.data_dir else None,
             "partitions": args.partitions, "replication_factor": args.replication_factor,
-            "lateness_days": args.allowed_lateness_days,
+            "lateness_days": args.allowed_lateness_days, "reload_seconds": args.reload_seconds,
             "session_timeout": args.session_timeout, "log_level": args.log_level,
         })
     except ValueError as exc:
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     rules = load_rules_or_exit(str(settings.rules_dir) if settings.rules_dir else None)
+    if settings.rules_dir is None:
+        settings = replace(settings, rules_dir=rules_dir(None))
     ensure_topics(settings)
     worker = AuditorWorker(settings, rules)
     logging.getLogger("auditor.worker").info(

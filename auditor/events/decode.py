@@ -31,6 +31,10 @@ class EventDecoder:
         self.max_bytes = max_bytes
         self._validate = EVENT_ADAPTER.validate_json
 
+    def set_currency(self, currency: CurrencyTable) -> None:
+        """Hot reload: rates from the next event on."""
+        self.currency, self.reporting = currency, currency.reporting
+
     def decode(self, raw: bytes, source: str) -> Event | DeadLetter:
         if len(raw) > self.max_bytes:
             return DeadLetter(

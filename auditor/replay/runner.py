@@ -44,6 +44,14 @@ class Replay:
         self.on_deadletter = on_deadletter or (lambda letter: None)
         self.progress = progress
         self.lines = 0
+        # A reloaded rule pack waiting for the feed loop to take it between two events.
+        self.pending_rules: RulePack | None = None
+
+    def set_rules(self, rules: RulePack) -> None:
+        """New rules from the next event on; the engine's state is kept."""
+        self.engine.set_rules(rules)
+        self.decoder.set_currency(rules.currency)
+        self.counters.rules_reloaded(rules.rule_count)
 
     def run_files(self, paths: Iterable[str]) -> RunCounters:
         # The engine allocates a few objects per event and keeps most of them: the collector's
@@ -77,6 +85,9 @@ class Replay:
         now = time.time()
         lineno = 0
         for lineno, raw in enumerate(stream, 1):
+            if self.pending_rules is not None:
+                rules, self.pending_rules = self.pending_rules, None
+                self.set_rules(rules)
             started = clock()
             line = raw.rstrip(b"\r\n")
             if not line or line.isspace():

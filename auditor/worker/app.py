@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -23,6 +24,7 @@ from auditor.engine.alerts import Alert
 from auditor.metrics.collector import build_registry
 from auditor.metrics.counters import RunCounters
 from auditor.rules.compiled import RulePack
+from auditor.rules.reload import RuleReloader
 from auditor.worker import compat
 from auditor.worker.pipeline import Outputs, Pipeline, StateTables, encode_fact
 from auditor.worker.settings import WorkerSettings
@@ -71,6 +73,8 @@ class AuditorWorker:
         self._define_agents()
         self._define_pages()
         self._define_signals()
+        if settings.rules_dir is not None and settings.reload_seconds > 0:
+            self._define_reload(settings.rules_dir, settings.reload_seconds)
 
     def _make_app(self) -> faust.App:
         s = self.settings
@@ -181,6 +185,21 @@ class AuditorWorker:
             return []
         return sorted(f"{tp.topic}:{tp.partition}" for tp in self.app.consumer.assignment()
                       if not tp.topic.endswith("-changelog"))
+
+    def _define_reload(self, directory: Path, interval: float) -> None:
+        """The rules directory is watched; a change is validated first and swapped in between
+        two events (timers run on the agents' event loop), keeping the engine's state."""
+
+        def loaded(pack: RulePack) -> None:
+            self.pipeline.set_rules(pack)
+            self.counters.rules_reloaded(pack.rule_count)
+
+        reloader = RuleReloader(directory, loaded,
+                                lambda errors: self.counters.rules_reloaded(None))
+
+        @self.app.timer(interval)
+        async def reload_rules() -> None:
+            reloader.poll()
 
     def _define_signals(self) -> None:
         app, pipeline = self.app, self.pipeline

@@ -97,6 +97,7 @@ class WorkerSettings:
     web_port: int = 6066
     data_dir: Path | None = None  # None: var/worker-<web_port>
     lateness_days: float = 30.0
+    reload_seconds: float = 2.0  # how often the rules directory is checked for changes; 0: never
     session_timeout: float = 10.0
     security: Security = field(default_factory=Security)
     log_level: str = "info"
@@ -141,6 +142,7 @@ _ENV: tuple[tuple[str, str, Any], ...] = (
     ("web_port", "WEB_PORT", int),
     ("data_dir", "DATA_DIR", Path),
     ("lateness_days", "ALLOWED_LATENESS_DAYS", float),
+    ("reload_seconds", "RULES_RELOAD_SECONDS", float),
     ("session_timeout", "SESSION_TIMEOUT", float),
     ("log_level", "LOG_LEVEL", str),
 )
