@@ -9,6 +9,7 @@ from auditor.events.deadletter import DeadLetter
 from auditor.events.models import EVENT_ADAPTER, Deal, Event
 
 MAX_EVENT_BYTES = 1024 * 1024
+TOO_LARGE_KEPT_BYTES = 4096
 
 # pydantic error types that say what kind of bad input this is, before any field is looked at.
 _WHOLE_INPUT_REASONS = {
@@ -37,11 +38,14 @@ class EventDecoder:
 
     def decode(self, raw: bytes, source: str) -> Event | DeadLetter:
         if len(raw) > self.max_bytes:
+            # Only the head: the dead letter itself must fit where dead letters go (a Kafka
+            # message is 1 MB at most by default).
             return DeadLetter(
                 "too_large",
-                f"event is {len(raw)} bytes, over the limit of {self.max_bytes}",
+                f"event is {len(raw)} bytes, over the limit of {self.max_bytes}; "
+                f"original cut to its first {TOO_LARGE_KEPT_BYTES} bytes",
                 source,
-                _text(raw[: self.max_bytes]) + "...",
+                _text(raw[:TOO_LARGE_KEPT_BYTES]) + "...",
             )
         try:
             event = self._validate(raw)

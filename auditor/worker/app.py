@@ -16,6 +16,7 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from mode import CrashingSupervisor
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -28,9 +29,9 @@ from auditor.rules.reload import RuleReloader
 from auditor.worker import compat
 from auditor.worker.pipeline import Outputs, Pipeline, StateTables, encode_fact
 from auditor.worker.settings import WorkerSettings
-from auditor.worker.tables import ACCOUNT_CODEC, AGGREGATE_CODEC
 
 log = logging.getLogger("auditor.worker")
+CRASH = CrashingSupervisor
 
 
 class ConsumerLagCollector(Collector):
@@ -107,17 +108,11 @@ class AuditorWorker:
         )
 
     def _make_tables(self) -> StateTables:
-        return StateTables(accounts=self._table("accounts", ACCOUNT_CODEC),
-                           aggregates=self._table("aggregates", AGGREGATE_CODEC),
-                           watermarks=self._table("watermarks", "json"))
-
-    def _table(self, name: str, value_codec: str) -> Any:
-        table = self.app.Table(name, partitions=self.settings.partitions)
-        # faust derives codecs from value types (models); these are set before the changelog
-        # topic exists, which is created from them on first use.
-        table.key_serializer = "json"
-        table.value_serializer = value_codec
-        return table
+        # Values are written with faust's JSON codec (Entry.__json__) and decoded lazily.
+        n = self.settings.partitions
+        return StateTables(accounts=self.app.Table("accounts", partitions=n),
+                           aggregates=self.app.Table("aggregates", partitions=n),
+                           watermarks=self.app.Table("watermarks", partitions=n))
 
     def _make_registry(self) -> CollectorRegistry:
         s = self.settings
@@ -149,13 +144,16 @@ class AuditorWorker:
                                             value=letter.to_json().encode())
 
         # concurrency=1: with more, faust can commit offsets past unprocessed messages (#606).
-        @app.agent(inputs, concurrency=1, name="audit_events")
+        # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted in
+        # place, which could skip the messages its dead stream had fetched: a restarted worker
+        # resumes from the committed offsets instead.
+        @app.agent(inputs, concurrency=1, name="audit_events", supervisor_strategy=CRASH)
         async def audit_events(stream: Any) -> None:
             async for event in stream.events():
                 m = event.message
                 await publish(pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value))
 
-        @app.agent(facts, concurrency=1, name="audit_aggregates")
+        @app.agent(facts, concurrency=1, name="audit_aggregates", supervisor_strategy=CRASH)
         async def audit_aggregates(stream: Any) -> None:
             async for event in stream.events():
                 await publish_alerts(pipeline.on_fact(event.message.partition,

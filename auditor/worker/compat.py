@@ -1,4 +1,4 @@
-"""Two fixes to faust-streaming 0.15.3's table recovery, applied once at import by the worker.
+"""Two fixes to faust-streaming 0.15.3's table recovery (and one setting), applied by the worker.
 
 Both were found running the worker against the test broker, and both make a restarted worker
 lose table state or skip input otherwise; both are harmless on a broker that needs neither.
@@ -23,9 +23,11 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from faust.tables.recovery import Recovery
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.producer import ProducerBuffer
 
 log = logging.getLogger(__name__)
 
+PRODUCER_BUFFER_MESSAGES = 2000
 _client_options: dict[str, Any] = {}
 _applied = False
 
@@ -37,6 +39,9 @@ def apply(bootstrap_servers: list[str], client_options: dict[str, Any]) -> None:
         return
     _applied = True
     Recovery.on_recovery_completed = _on_recovery_completed  # type: ignore[method-assign]
+    # Not a fix, a setting faust does not expose: its producer buffer waits (and logs a warning)
+    # every 100 pending sends, and an event can send several (alerts, facts, changelog).
+    ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
     original = AIOKafkaConsumerThread._highwaters
 
     async def _highwaters(self: Any, partitions: Any) -> Any:

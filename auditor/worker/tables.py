@@ -8,11 +8,8 @@ partition, so a store recovered from the changelog finds its own keys again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
-
-from faust.serializers import codecs
 
 from auditor.engine.periods import DAY
 from auditor.engine.state import AccountState, AggregateState
@@ -30,46 +27,38 @@ class Entry(Generic[S]):
         self.partition = partition
         self.state: S = state
 
-
-class StateCodec(codecs.Codec):
-    """Table values as JSON: {"p": partition, "s": state.to_dict()}."""
-
-    def __init__(self, from_dict: Callable[[dict[str, Any]], Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.from_dict = from_dict
-
-    def _dumps(self, obj: Any) -> bytes:
-        return json.dumps({"p": obj.partition, "s": obj.state.to_dict()},
-                          separators=(",", ":")).encode()
-
-    def _loads(self, s: bytes) -> Any:
-        data = json.loads(s)
-        return Entry(data["p"], self.from_dict(data["s"]))
+    def __json__(self) -> dict[str, Any]:  # faust's JSON codec writes the changelog with this
+        return {"p": self.partition, "s": self.state.to_dict()}
 
 
-ACCOUNT_CODEC = "auditor_account_state"
-AGGREGATE_CODEC = "auditor_aggregate_state"
-codecs.register(ACCOUNT_CODEC, StateCodec(AccountState.from_dict))
-codecs.register(AGGREGATE_CODEC, StateCodec(AggregateState.from_dict))
+def _partition_of(value: Any) -> int:
+    # A value recovered from the changelog is still the plain dict until first read.
+    return int(value["p"]) if type(value) is dict else int(value.partition)
 
 
 class PartitionView(MutableMapping[str, S]):
     """The keys of one partition of a state table, as a plain mapping of states."""
 
-    def __init__(self, table: Any, partition: int) -> None:
+    def __init__(self, table: Any, partition: int,
+                 from_dict: Callable[[dict[str, Any]], S]) -> None:
         self.table = table
         self.partition = partition
+        self.from_dict: Callable[[dict[str, Any]], S] = from_dict
 
     def get(self, key: str, default: Any = None) -> Any:
         entry = self.table.get(key)
-        return default if entry is None else entry.state
+        if entry is None:
+            return default
+        if type(entry) is dict:  # recovered: decode once, keep the object, log nothing
+            entry = Entry(entry["p"], self.from_dict(entry["s"]))
+            _without_changelog(self.table)[key] = entry
+        return entry.state
 
     def __getitem__(self, key: str) -> S:
-        entry = self.table.get(key)
-        if entry is None:
+        state = self.get(key)
+        if state is None:
             raise KeyError(key)
-        state: S = entry.state
-        return state
+        return state  # type: ignore[no-any-return]
 
     def __setitem__(self, key: str, state: S) -> None:
         self.table[key] = Entry(self.partition, state)  # logged to the changelog
@@ -79,11 +68,16 @@ class PartitionView(MutableMapping[str, S]):
 
     def __iter__(self) -> Iterator[str]:
         p = self.partition
-        return iter([k for k, entry in self.table.items() if entry.partition == p])
+        return iter([k for k, value in self.table.items() if _partition_of(value) == p])
 
     def __len__(self) -> int:
         p = self.partition
-        return sum(1 for entry in self.table.values() if entry.partition == p)
+        return sum(1 for value in self.table.values() if _partition_of(value) == p)
+
+
+def _without_changelog(table: Any) -> Any:
+    """The mapping under a faust table (its store), or a plain dict itself."""
+    return getattr(table, "data", table)
 
 
 class PersistedWatermark:
@@ -112,7 +106,7 @@ class TableAccountStore(MemoryAccountStore):
                  inputs: tuple[str, ...] = ("deal_closed", "account_churned")) -> None:
         self._inputs = {name: PersistedWatermark(watermarks, f"accounts/{partition}/{name}")
                         for name in inputs}
-        super().__init__(PartitionView(table, partition))
+        super().__init__(PartitionView(table, partition, AccountState.from_dict))
 
     def observe(self, input_name: str, event_time: float) -> None:
         """Called by the worker with every event, before the join stage sees it."""
@@ -132,7 +126,7 @@ class TableAccountStore(MemoryAccountStore):
 class TableAggregateStore(MemoryAggregateStore):
     def __init__(self, table: Any, watermarks: Any, partition: int) -> None:
         self._watermark = PersistedWatermark(watermarks, f"aggregates/{partition}")
-        super().__init__(PartitionView(table, partition))
+        super().__init__(PartitionView(table, partition, AggregateState.from_dict))
 
     @property
     def watermark(self) -> float:

@@ -225,6 +225,7 @@ def test_two_mib_line_is_too_large(decoder):
     assert letter.reason == "too_large"
     assert str(len(data)) in letter.detail
     assert letter.original.startswith(data[:100].decode())
+    assert len(letter.original) < 8192  # the dead letter must fit in a Kafka message
 
 
 def test_exactly_one_mib_is_not_too_large(decoder):

@@ -219,3 +219,27 @@ def test_aggregate_state_stays_bounded_after_a_churn_settles_every_period(rules_
     # The same stream without that churn stays bounded: the churn alone makes the difference.
     baseline = run(pack, [events[0], *events[2:]], flush=False)
     assert len(baseline.engine.aggregates) <= 5 * 7
+
+
+def test_account_and_aggregate_state_survive_a_round_trip_through_json(rules):
+    """What the worker's tables write to their changelogs, and read back on recovery."""
+    import json
+
+    from unit_helpers import churn_dict, deal_dict, run
+
+    from auditor.engine.state import AccountState, AggregateState
+
+    deals = [deal_dict(account_id="A", team="T", deal_id=f"D{i}", days=float(i),
+                       currency="EUR") for i in range(5)]
+    result = run(rules, [*deals, churn_dict(account_id="A", days=30.0)], flush=False)
+    account = result.engine.accounts.get("A")
+    again = AccountState.from_dict(json.loads(json.dumps(account.to_dict())))
+    assert again.to_dict() == account.to_dict()
+    assert again.event_ids == account.event_ids and again.fired == account.fired
+    assert [d.time for d in again.deals.values()] == [d.time for d in account.deals.values()]
+    assert again.deals["D0"].amount == account.deals["D0"].amount  # converted, not re-converted
+    for key, state in result.engine.aggregates.items():
+        copy = AggregateState.from_dict(json.loads(json.dumps(state.to_dict())))
+        assert copy.to_dict() == state.to_dict()
+        assert (copy.totals, copy.churned_count, copy.churned_upfront) == (
+            state.totals, state.churned_count, state.churned_upfront), key
