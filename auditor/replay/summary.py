@@ -16,13 +16,13 @@ class FindingsDigest:
     def __init__(self, examples_per_rule: int = 2) -> None:
         self.examples_per_rule = examples_per_rule
         self.by_rule: Counter[tuple[str, str]] = Counter()
-        self.at_risk: defaultdict[str, float] = defaultdict(float)
+        self.at_risk: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.examples: defaultdict[str, list[Alert]] = defaultdict(list)
         self.currency = ""
 
     def add(self, alert: Alert) -> None:
         self.by_rule[alert.rule, alert.severity] += 1
-        self.at_risk[alert.rule] += alert.at_risk
+        self.at_risk[alert.rule, alert.severity] += alert.at_risk
         self.currency = alert.currency
         examples = self.examples[alert.rule]
         if len(examples) < self.examples_per_rule:
@@ -44,7 +44,7 @@ class FindingsDigest:
         rows = sorted(self.by_rule.items(), key=lambda kv: (SEVERITY_ORDER.get(kv[0][1], 9),
                                                              kv[0][0]))
         for (rule, severity), n in rows:
-            risk = self.at_risk[rule]
+            risk = self.at_risk[rule, severity]
             money = f"   at risk {risk:>14,.2f} {self.currency}" if risk else ""
             out.append(f"  {severity:<8} {rule:<26} {n:>7,}{money}")
         total_risk = sum(self.at_risk.values())
