@@ -60,7 +60,10 @@ class Simulator:
         self.months = months
         self.rng = random.Random(seed)
         self.start = start or datetime(2025, 1, 1, tzinfo=UTC)
-        self.end = self.start + timedelta(days=round(months * 30.44))
+        # Calendar months, so the stream ends on a quarter boundary when it starts on one and
+        # its last quarter is a whole one (the live aggregate gauges show that quarter).
+        index = self.start.month - 1 + months
+        self.end = self.start.replace(year=self.start.year + index // 12, month=index % 12 + 1)
         self.plans = {p.plan_id: p for p in PLANS}
         self._seq = 0
         reps_per_team = max(2, accounts // 60)

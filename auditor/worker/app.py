@@ -215,6 +215,16 @@ class AuditorWorker:
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned
                                       if not tp.topic.endswith("-changelog"))) or "none")
 
+        @app.on_before_shutdown.connect
+        async def commit_on_stop(sender: Any, **kwargs: Any) -> None:
+            # A clean stop commits what was processed since the last periodic commit, so a
+            # restart does not redo it (the streams are paused by now).
+            try:
+                await app.consumer.commit()
+                log.info("committed offsets before stopping")
+            except Exception:  # a broker gone away: the restart redoes the work, no loss
+                log.exception("could not commit offsets before stopping")
+
         @app.on_rebalance_complete.connect
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
             log.info("tables recovered: %d accounts, %d aggregate periods",
