@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from auditor.cli.common import rules_dir
 from auditor.errors import RuleErrors
@@ -17,6 +18,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = rules_sub.add_parser("check", help="validate rule files; exit 1 on any error")
     check.add_argument("dir", nargs="?", help="rules directory (default: the repo's rules/)")
     check.set_defaults(run=run_check)
+    test = rules_sub.add_parser(
+        "test", help="run the rule tests in DIR/tests/*.yaml; exit 1 if one fails")
+    test.add_argument("dir", nargs="?", help="rules directory (default: the repo's rules/)")
+    test.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    test.set_defaults(run=run_test)
     schema = rules_sub.add_parser(
         "schema", help="print the JSON Schema of rule files (for editor autocompletion)")
     schema.set_defaults(run=run_schema)
@@ -40,3 +46,33 @@ def run_schema(args: argparse.Namespace) -> int:
 
     print(json.dumps(rule_file_json_schema(), indent=2))
     return 0
+
+
+def run_test(args: argparse.Namespace) -> int:
+    from auditor.errors import RuleError
+    from auditor.ruletest.junit import write_junit
+    from auditor.ruletest.runner import run_all
+
+    directory = rules_dir(args.dir)
+    try:
+        pack = load_rule_pack(directory)
+        results = run_all(pack, directory)
+    except RuleErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 2
+    except RuleError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    failed = [r for r in results if not r.passed]
+    for result in results:
+        mark = "ok  " if result.passed else "FAIL"
+        print(f"{mark} {result.name}  ({result.file}:{result.line})")
+        if not result.passed:
+            print(result.diff())
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if args.junit:
+        write_junit(results, Path(args.junit))
+    if not results:
+        print(f"no tests in {directory / 'tests'}", file=sys.stderr)
+    return 1 if failed else 0

@@ -66,7 +66,7 @@ def load_rule_pack(directory: Path) -> RulePack:
         sources.append(str(path))
         try:
             doc = load_yaml(path)
-            rule_file = _validate(doc, RuleFile)
+            rule_file = validate_document(doc, RuleFile)
         except RuleError as exc:
             errors.append(exc)
             continue
@@ -110,7 +110,8 @@ def load_rule_pack(directory: Path) -> RulePack:
                     tuple(sources))
 
 
-def _validate(doc: YamlDocument, model: type[M]) -> M:
+def validate_document(doc: YamlDocument, model: type[M]) -> M:
+    """`doc` as `model`, or the first problem as a RuleError naming file and line."""
     if not isinstance(doc.data, dict):
         raise doc.error(f"expected a mapping at the top of the file, with keys of "
                         f"{model.__name__}: {', '.join(model.model_fields)}")
@@ -167,7 +168,7 @@ def _plain(error: Any) -> str:
 
 def _load_currency(path: Path) -> CurrencyTable:
     doc = load_yaml(path)
-    spec = _validate(doc, CurrencyFile)
+    spec = validate_document(doc, CurrencyFile)
     return CurrencyTable(spec.reporting_currency, dict(spec.rates))
 
 

@@ -1,0 +1,1 @@
+"""`auditor rules test`: fixture-based unit tests for rule files, in the style of promtool."""

@@ -1,0 +1,116 @@
+"""The rule-test file format: rules/tests/*.yaml, written by whoever tunes the rules.
+
+    tests:
+      - name: churn 45 days after a new logo with no clawback is critical
+        base: 2026-01-05T00:00:00Z          # `at` offsets count from here
+        events:                              # in arrival order
+          - deal: {deal_id: D1, at: 0d, commission: {paid_upfront: 1000}}
+          - churn: {at: 45d}
+        expect:                              # the alerts by the end (replay flushes aggregates)
+          - {rule: early-churn-unrecovered, severity: critical, deal_id: D1, at_risk: 1000}
+
+Every event field not given takes a default (see DEAL_DEFAULTS, CHURN_DEFAULTS): one account,
+one rep, team and plan, USD, a 10,000 ACV twelve-month new-logo deal with 1,000 commission paid
+upfront and no clawback, a full churn. Ids are generated unless given.
+
+Which alerts are compared: those of the rules listed in `rules:` if given, else those of the
+rules named in `expect`; a test with neither expects no alert from any rule. Every compared
+alert must match exactly one expectation and every expectation one alert.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_OFFSET = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([dhm]?)\s*$")
+_UNIT_DAYS = {"d": 1.0, "": 1.0, "h": 1 / 24, "m": 1 / 1440}
+
+
+def offset_days(value: str | float | int) -> float:
+    """`45d`, `12h`, `30m`, `90.5d` or a plain number of days."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _OFFSET.match(value)
+    if match is None:
+        raise ValueError(f"not an offset: {value!r} (write e.g. 45d, 12h or 30m)")
+    return float(match.group(1)) * _UNIT_DAYS[match.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Offset = Annotated[str | float | int, Field(description="days after base: 45d, 12h, 30m")]
+
+
+class EventFixture(_Strict):
+    """One input event: `deal:` or `churn:` with any contract fields to override, plus `at`."""
+
+    deal: dict[str, Any] | None = None
+    churn: dict[str, Any] | None = None
+
+    @field_validator("deal", "churn")
+    @classmethod
+    def _has_time(cls, fields: dict[str, Any] | None) -> dict[str, Any] | None:
+        if fields is not None:
+            offset_days(fields.get("at", 0))
+        return fields
+
+    @model_validator(mode="after")
+    def _one_event(self) -> EventFixture:
+        if (self.deal is None) == (self.churn is None):
+            raise ValueError("give exactly one of deal or churn")
+        return self
+
+
+class ExpectedAlert(_Strict):
+    rule: str
+    severity: str | None = None
+    deal_id: str | None = None
+    account_id: str | None = None
+    rep_id: str | None = None
+    team: str | None = None
+    plan_id: str | None = None
+    group: str | None = None
+    period: str | None = None
+    at_risk: float | None = None  # compared to the cent
+    value: float | None = None  # compared to 1e-6
+    summary_contains: str | None = None
+
+
+class RuleTest(_Strict):
+    name: str = Field(min_length=1)
+    base: AwareDatetime
+    allowed_lateness_days: float = Field(default=30.0, ge=0)
+    rules: list[str] | None = None
+    events: list[EventFixture] = Field(min_length=1)
+    expect: list[ExpectedAlert] = Field(default_factory=list)
+
+    def compared_rules(self) -> set[str] | None:
+        """The rules whose alerts this test checks; None means every rule."""
+        if self.rules is not None:
+            return set(self.rules)
+        if self.expect:
+            return {e.rule for e in self.expect}
+        return None
+
+
+class RuleTestFile(_Strict):
+    tests: list[RuleTest] = Field(min_length=1)
+
+
+DEAL_DEFAULTS: dict[str, Any] = {
+    "event_type": "deal_closed", "schema_version": 1, "account_id": "acct-1",
+    "rep_id": "rep-1", "team": "team-1", "plan_id": "plan-1", "deal_type": "new_logo",
+    "term_months": 12, "acv": 10000.0, "discount_pct": 0.0, "currency": "USD",
+}
+COMMISSION_DEFAULTS: dict[str, Any] = {
+    "amount": 1000.0, "paid_upfront": 1000.0, "basis": "acv", "rate": 0.1, "clawback_days": 0,
+}
+CHURN_DEFAULTS: dict[str, Any] = {
+    "event_type": "account_churned", "schema_version": 1, "account_id": "acct-1",
+    "churn_type": "full", "arr_lost": 10000.0, "currency": "USD",
+}

@@ -1,0 +1,96 @@
+"""`auditor rules test`: the shipped fixtures pass, and a wrong expectation or a changed rule
+makes them fail with a readable diff."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from auditor.rules.loader import default_rules_dir, load_rule_pack
+from auditor.ruletest.runner import load_tests
+
+AUDITOR = str(Path(sys.executable).with_name("auditor"))
+
+
+def _rules_test(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AUDITOR, "rules", "test", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    target = tmp_path / "rules"
+    shutil.copytree(default_rules_dir(), target)
+    return target
+
+
+def test_every_shipped_rule_ships_with_tests():
+    pack = load_rule_pack(default_rules_dir())
+    shipped = {r.meta.id for r in (*pack.deal_rules, *pack.join_rules, *pack.aggregate_rules)}
+    tested = set()
+    for _, _, test in load_tests(default_rules_dir()):
+        tested |= {e.rule for e in test.expect}
+    assert shipped <= tested
+
+
+def test_the_shipped_tests_pass():
+    done = _rules_test()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert " 0 failed" in done.stdout
+
+
+def test_a_wrong_expectation_fails_with_a_diff(rules_copy):
+    tests = rules_copy / "tests" / "retention.yaml"
+    tests.write_text(tests.read_text().replace(
+        "{rule: early-churn-unrecovered, severity: critical, deal_id: D1, at_risk: 1000}",
+        "{rule: early-churn-unrecovered, severity: warning, deal_id: D1, at_risk: 1000}", 1))
+    done = _rules_test(str(rules_copy))
+    assert done.returncode == 1
+    assert "FAIL churn 90 days after a new logo" in done.stdout
+    out = done.stdout
+    assert "- missing:    rule=early-churn-unrecovered, severity=warning, deal_id=D1" in out
+    assert "+ unexpected: rule=early-churn-unrecovered, severity=critical, deal_id=D1" in out
+
+
+def test_changing_a_threshold_fails_the_test_at_its_edge(rules_copy):
+    retention = rules_copy / "retention.yaml"
+    retention.write_text(retention.read_text().replace("within_days: 180", "within_days: 181"))
+    done = _rules_test(str(rules_copy))
+    assert done.returncode == 1
+    assert "FAIL churn 90.5 days after is a warning, and 180.5 days after is nothing" in done.stdout
+    assert "unexpected: rule=early-churn-unrecovered, severity=warning, deal_id=D2" in done.stdout
+
+
+def test_an_unknown_key_in_a_test_file_is_refused_with_file_and_line(rules_copy):
+    tests = rules_copy / "tests" / "payout.yaml"
+    text = tests.read_text().replace("    rules: [tcv-", "    rulez: [tcv-")
+    tests.write_text(text)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "rulez:" in row)
+    done = _rules_test(str(rules_copy))
+    assert done.returncode == 2
+    assert f"{tests}:{line}:" in done.stderr and "unknown key" in done.stderr
+
+
+def test_an_invalid_fixture_event_is_an_error_not_a_pass(rules_copy):
+    tests = rules_copy / "tests" / "retention.yaml"
+    tests.write_text(tests.read_text().replace("- churn: {at: 90d}",
+                                               "- churn: {at: 90d, churn_type: total}", 1))
+    done = _rules_test(str(rules_copy))
+    assert done.returncode == 1
+    assert "event 2 is not a valid event (schema)" in done.stdout
+
+
+def test_junit_xml_records_each_test_and_the_failure(rules_copy, tmp_path):
+    retention = rules_copy / "retention.yaml"
+    retention.write_text(retention.read_text().replace("within_days: 180", "within_days: 181"))
+    report = tmp_path / "junit.xml"
+    assert _rules_test(str(rules_copy), "--junit", str(report)).returncode == 1
+    suite = ET.parse(report).getroot()
+    cases = suite.findall("testcase")
+    assert int(suite.get("tests")) == len(cases) == len(load_tests(rules_copy))
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert int(suite.get("failures")) == len(failed) == 1
+    assert "deal_id=D2" in failed[0].find("failure").text
