@@ -7,7 +7,14 @@ import sys
 from collections.abc import Sequence
 
 from auditor import __version__
-from auditor.cli import produce_cmd, replay_cmd, rules_cmd, simulate_cmd, worker_cmd
+from auditor.cli import (
+    backtest_cmd,
+    produce_cmd,
+    replay_cmd,
+    rules_cmd,
+    simulate_cmd,
+    worker_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"comp-auditor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (replay_cmd, simulate_cmd, rules_cmd, worker_cmd, produce_cmd):
+    for module in (replay_cmd, simulate_cmd, rules_cmd, backtest_cmd, worker_cmd, produce_cmd):
         module.register(sub)
     return parser
 

@@ -1,0 +1,1 @@
+"""`auditor backtest`: what a rule change would have done to history, before it goes live."""
