@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from auditor import __version__
 from auditor.cli import (
     backtest_cmd,
+    plans_cmd,
     produce_cmd,
     replay_cmd,
     rules_cmd,
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"comp-auditor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (replay_cmd, simulate_cmd, rules_cmd, backtest_cmd, worker_cmd, produce_cmd):
+    for module in (replay_cmd, simulate_cmd, rules_cmd, plans_cmd, backtest_cmd, worker_cmd,
+                   produce_cmd):
         module.register(sub)
     return parser
 

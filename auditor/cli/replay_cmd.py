@@ -17,6 +17,7 @@ from auditor.engine.alerts import Alert
 from auditor.errors import RuleErrors
 from auditor.events.deadletter import DeadLetter
 from auditor.metrics.collector import build_registry
+from auditor.plans.metrics import PlanFindingsCollector
 from auditor.replay.progress import Progress
 from auditor.replay.runner import Replay
 from auditor.replay.summary import FindingsDigest
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
                     replay.pending_rules = None
     if not args.quiet:
         print(digest.render(counters))
-    registry = build_registry(counters, replay.engine.live_values)
+    plans = PlanFindingsCollector(lambda: replay.engine.rules.plans)
+    registry = build_registry(counters, replay.engine.live_values, extra=[plans])
     if args.metrics_out:
         Path(args.metrics_out).write_bytes(generate_latest(registry))
     if args.metrics_port is not None:

@@ -23,7 +23,7 @@ class Alert:
     rule: str
     kind: str
     severity: str
-    event_time: str
+    event_time: str | None  # None only for findings about a plan itself, not an event
     summary: str
     at_risk: float
     currency: str

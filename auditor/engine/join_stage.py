@@ -10,6 +10,7 @@ from auditor.engine.alerts import Alert
 from auditor.engine.facts import AggregateFact
 from auditor.engine.findings import deal_alert, join_alert
 from auditor.engine.periods import DAY, quarter_of
+from auditor.engine.plan_check import plan_alert
 from auditor.engine.sink import MetricsSink
 from auditor.engine.state import AccountState
 from auditor.engine.store import AccountStore
@@ -80,6 +81,10 @@ class JoinStage:
                 or deal.paid_upfront >= rule.min_upfront_share * deal.amount
             ):
                 alerts.append(deal_alert(rule, deal, self.currency))
+        if self.rules.plans is not None:
+            contradiction = plan_alert(self.rules.plans, deal, self.currency)
+            if contradiction is not None:
+                alerts.append(contradiction)
         if state.churns:
             for join in self.rules.join_rules:
                 if join.deal is None or join.deal(deal):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from auditor.events.currency import CurrencyTable
 from auditor.rules.filters import Predicate
+
+if TYPE_CHECKING:  # the registry's loader reads rule files too: no import cycle at run time
+    from auditor.plans.registry import PlanRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +86,7 @@ class RulePack:
     aggregate_rules: tuple[AggregateRule, ...] = ()
     currency: CurrencyTable = field(default_factory=CurrencyTable)
     sources: tuple[str, ...] = ()  # the files it was loaded from
+    plans: PlanRegistry | None = None  # rules/plans.yaml: deals are checked against it
 
     @property
     def rule_count(self) -> int:

@@ -104,10 +104,17 @@ def load_rule_pack(directory: Path) -> RulePack:
                 join_rules.append(rule)
             else:
                 aggregate_rules.append(rule)
+    from auditor.plans.registry import load_plans  # it uses validate_document below
+
+    plans = None
+    try:
+        plans = load_plans(directory)
+    except RuleError as exc:
+        errors.append(exc)
     if errors:
         raise RuleErrors(errors)
     return RulePack(tuple(deal_rules), tuple(join_rules), tuple(aggregate_rules), currency,
-                    tuple(sources))
+                    tuple(sources), plans)
 
 
 def validate_document(doc: YamlDocument, model: type[M]) -> M:
@@ -118,7 +125,9 @@ def validate_document(doc: YamlDocument, model: type[M]) -> M:
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
+        problems = exc.errors(include_url=False)
+        # A misspelt key also shows as the right key missing: name the misspelling, at its line.
+        first = next((p for p in problems if p["type"] == "extra_forbidden"), problems[0])
         loc = _without_union_tags(doc.data, tuple(first["loc"]))
         named = doc.existing(loc)
         # A missing key is not in the data, but is worth naming.

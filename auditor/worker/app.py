@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from auditor.engine.alerts import Alert
 from auditor.metrics.collector import build_registry
 from auditor.metrics.counters import RunCounters
+from auditor.plans.metrics import PlanFindingsCollector
 from auditor.rules.compiled import RulePack
 from auditor.rules.reload import RuleReloader
 from auditor.worker import compat
@@ -117,7 +118,8 @@ class AuditorWorker:
     def _make_registry(self) -> CollectorRegistry:
         s = self.settings
         lag = ConsumerLagCollector(self.app, {*s.topics.inputs, s.facts_topic})
-        registry = build_registry(self.counters, self.pipeline.live_values, extra=[lag])
+        plans = PlanFindingsCollector(lambda: self.pipeline.rules.plans)
+        registry = build_registry(self.counters, self.pipeline.live_values, extra=[lag, plans])
         # faust's own sensors (messages, commits, rebalances, table ops) on the same /metrics.
         setup_prometheus_sensors(self.app, pattern="/metrics", registry=registry,
                                  name_prefix="faust")
