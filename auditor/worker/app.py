@@ -28,11 +28,13 @@ from auditor.plans.metrics import PlanFindingsCollector
 from auditor.rules.compiled import RulePack
 from auditor.rules.reload import RuleReloader
 from auditor.worker import compat
-from auditor.worker.pipeline import Outputs, Pipeline, StateTables, encode_fact
+from auditor.worker.pipeline import Outputs, Pipeline, StateTables, encode_facts
 from auditor.worker.settings import WorkerSettings
 
 log = logging.getLogger("auditor.worker")
 CRASH = CrashingSupervisor
+BATCH_EVENTS = 1000  # events per batch, at most
+BATCH_SECONDS = 0.1  # how long a batch waits to fill: the latency added when traffic is low
 
 
 class ConsumerLagCollector(Collector):
@@ -95,12 +97,13 @@ class AuditorWorker:
             broker_session_timeout=s.session_timeout,
             broker_heartbeat_interval=max(1.0, s.session_timeout / 6),
             broker_rebalance_timeout=max(10.0, s.session_timeout * 2),
-            broker_commit_interval=1.0,
+            broker_commit_interval=5.0,
             # Small fetches keep the two input topics interleaved in event time, so one topic
             # running ahead cannot move the watermark far past the other.
             consumer_max_fetch_size=256 * 1024,
             table_standby_replicas=0,
             producer_acks=-1,
+            producer_linger=0.01,  # seconds: a few sends per event, batched, not one request each
             stream_wait_empty=False,
             web_host=s.web_host,
             web_bind=s.web_host,
@@ -132,34 +135,48 @@ class AuditorWorker:
         alerts_topic = app.topic(s.topics.alerts)
         deadletter_topic = app.topic(s.topics.deadletter)
 
-        async def publish_alerts(alerts: list[Alert]) -> None:
-            for alert in alerts:
-                await alerts_topic.send(key=alert.alert_id.encode(),
-                                        value=alert.to_json().encode())
+        async def delivered(sends: list[Any]) -> None:
+            for sent in sends:
+                await sent  # the broker has it
 
-        async def publish(out: Outputs) -> None:
-            await publish_alerts(out.alerts)
-            for fact in out.facts:
-                await facts.send(key=fact.key.encode(), value=encode_fact(fact))
-            for letter in out.deadletters:
-                await deadletter_topic.send(key=letter.source.encode(),
-                                            value=letter.to_json().encode())
+        def send_alerts(alerts: list[Alert]) -> list[Any]:
+            return [alerts_topic.send_soon(key=a.alert_id.encode(), value=a.to_json().encode())
+                    for a in alerts]
 
+        # Events are taken in batches. A batch's outputs (alerts, dead letters, facts sent once
+        # per key) are delivered first, then the state it changed is logged once per key; faust
+        # acks, and so may commit, the batch's offsets only after this body, producer flushed.
         # concurrency=1: with more, faust can commit offsets past unprocessed messages (#606).
         # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted in
         # place, which could skip the messages its dead stream had fetched: a restarted worker
         # resumes from the committed offsets instead.
         @app.agent(inputs, concurrency=1, name="audit_events", supervisor_strategy=CRASH)
         async def audit_events(stream: Any) -> None:
-            async for event in stream.events():
-                m = event.message
-                await publish(pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value))
+            async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
+                out = Outputs()
+                for event in events:
+                    m = event.message
+                    one = pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
+                    out.alerts += one.alerts
+                    out.facts += one.facts
+                    out.deadletters += one.deadletters
+                sends = send_alerts(out.alerts)
+                sends += [facts.send_soon(key=key.encode(), value=value)
+                          for key, value in encode_facts(out.facts).items()]
+                sends += [deadletter_topic.send_soon(key=d.source.encode(),
+                                                     value=d.to_json().encode())
+                          for d in out.deadletters]
+                await delivered(sends)
+                pipeline.flush_joins()
 
         @app.agent(facts, concurrency=1, name="audit_aggregates", supervisor_strategy=CRASH)
         async def audit_aggregates(stream: Any) -> None:
-            async for event in stream.events():
-                await publish_alerts(pipeline.on_fact(event.message.partition,
-                                                      event.message.value))
+            async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
+                alerts: list[Alert] = []
+                for event in events:
+                    alerts += pipeline.on_facts(event.message.partition, event.message.value)
+                await delivered(send_alerts(alerts))
+                pipeline.flush_aggregates()
 
     def _define_pages(self) -> None:
         app = self.app

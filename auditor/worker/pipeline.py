@@ -108,10 +108,24 @@ class Pipeline:
         self.counters.lag.observe(time.time() - event.time)
         return out
 
-    def on_fact(self, partition: int, value: bytes) -> list[Alert]:
-        """One message of the repartition topic (written by `on_input`, so trusted)."""
-        fact = AggregateFact.from_dict(json.loads(value))
-        return self._aggregate(partition).apply(fact)
+    def on_facts(self, partition: int, value: bytes) -> list[Alert]:
+        """One message of the repartition topic: the facts of one key from one batch (written
+        by the worker itself, so trusted)."""
+        stage = self._aggregate(partition)
+        alerts: list[Alert] = []
+        for data in json.loads(value):
+            alerts.extend(stage.apply(AggregateFact.from_dict(data)))
+        return alerts
+
+    def flush_joins(self) -> int:
+        """Log the account state changed since the last flush, once per key: after the
+        batch's outputs are delivered (or a redelivered event would find itself in the state,
+        be taken for a duplicate, and its outputs be lost), before its offsets are committed."""
+        return sum(join.store.view.flush() for join in self.joins.values())  # type: ignore[attr-defined]
+
+    def flush_aggregates(self) -> int:
+        """The same for the aggregate periods."""
+        return sum(agg.store.view.flush() for agg in self.aggregates.values())  # type: ignore[attr-defined]
 
     def live_values(self) -> list[LiveValue]:
         return [v for stage in list(self.aggregates.values()) for v in stage.live_values()]
@@ -141,5 +155,10 @@ class Pipeline:
         return stage
 
 
-def encode_fact(fact: AggregateFact) -> bytes:
-    return json.dumps(fact.to_dict(), separators=(",", ":")).encode()
+def encode_facts(facts: list[AggregateFact]) -> dict[str, bytes]:
+    """Facts by repartition key, one message per key: a batch sends each key once."""
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for fact in facts:
+        by_key.setdefault(fact.key, []).append(fact.to_dict())
+    return {key: json.dumps(values, separators=(",", ":")).encode()
+            for key, values in by_key.items()}

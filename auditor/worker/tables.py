@@ -37,21 +37,28 @@ def _partition_of(value: Any) -> int:
 
 
 class PartitionView(MutableMapping[str, S]):
-    """The keys of one partition of a state table, as a plain mapping of states."""
+    """The keys of one partition of a state table, as a plain mapping of states.
+
+    Writes are kept back and logged by `flush`, once per key however often it changed: the
+    worker flushes after each batch of events, before their offsets can be committed. Each
+    write names its changelog partition itself, so no faust event context is needed.
+    """
 
     def __init__(self, table: Any, partition: int,
                  from_dict: Callable[[dict[str, Any]], S]) -> None:
         self.table = table
+        self.data = _without_changelog(table)
         self.partition = partition
         self.from_dict: Callable[[dict[str, Any]], S] = from_dict
+        self.dirty: set[str] = set()
 
     def get(self, key: str, default: Any = None) -> Any:
-        entry = self.table.get(key)
+        entry = self.data.get(key)
         if entry is None:
             return default
         if type(entry) is dict:  # recovered: decode once, keep the object, log nothing
             entry = Entry(entry["p"], self.from_dict(entry["s"]))
-            _without_changelog(self.table)[key] = entry
+            self.data[key] = entry
         return entry.state
 
     def __getitem__(self, key: str) -> S:
@@ -61,18 +68,43 @@ class PartitionView(MutableMapping[str, S]):
         return state  # type: ignore[no-any-return]
 
     def __setitem__(self, key: str, state: S) -> None:
-        self.table[key] = Entry(self.partition, state)  # logged to the changelog
+        entry = self.data.get(key)
+        if type(entry) is Entry and entry.state is state:
+            pass  # the same object, changed in place
+        else:
+            self.data[key] = Entry(self.partition, state)
+        self.dirty.add(key)
 
     def __delitem__(self, key: str) -> None:
-        del self.table[key]
+        del self.data[key]
+        self.dirty.add(key)
 
     def __iter__(self) -> Iterator[str]:
         p = self.partition
-        return iter([k for k, value in self.table.items() if _partition_of(value) == p])
+        return iter([k for k, value in self.data.items() if _partition_of(value) == p])
 
     def __len__(self) -> int:
         p = self.partition
-        return sum(1 for value in self.table.values() if _partition_of(value) == p)
+        return sum(1 for value in self.data.values() if _partition_of(value) == p)
+
+    def flush(self) -> int:
+        """Log every changed key to the changelog; the number of keys written."""
+        written = len(self.dirty)
+        for key in self.dirty:
+            write(self.table, self.partition, key, self.data.get(key))
+        self.dirty.clear()
+        return written
+
+
+def write(table: Any, partition: int, key: str, value: Any) -> None:
+    """One changelog record (a tombstone for None) for `key`, in `partition`."""
+    send = getattr(table, "send_changelog", None)
+    if send is None:  # a plain dict in tests: nothing to log
+        return
+    if value is None:
+        send(partition, key, None, value_serializer="raw")
+    else:
+        send(partition, key, value)
 
 
 def _without_changelog(table: Any) -> Any:
@@ -85,14 +117,16 @@ class PersistedWatermark:
     it crosses a day boundary: expiry works in days, and a watermark one day behind after a
     restart only delays it."""
 
-    def __init__(self, table: Any, key: str) -> None:
+    def __init__(self, table: Any, partition: int, key: str) -> None:
         self.table = table
+        self.partition = partition
         self.key = key
-        self.value = float(table.get(key) or 0.0)
+        self.value = float(_without_changelog(table).get(key) or 0.0)
 
     def set(self, value: float) -> None:
         if int(value // DAY) != int(self.value // DAY):
-            self.table[self.key] = value
+            _without_changelog(self.table)[self.key] = value
+            write(self.table, self.partition, self.key, value)
         self.value = value
 
 
@@ -104,9 +138,13 @@ class TableAccountStore(MemoryAccountStore):
 
     def __init__(self, table: Any, watermarks: Any, partition: int,
                  inputs: tuple[str, ...] = ("deal_closed", "account_churned")) -> None:
-        self._inputs = {name: PersistedWatermark(watermarks, f"accounts/{partition}/{name}")
-                        for name in inputs}
-        super().__init__(PartitionView(table, partition, AccountState.from_dict))
+        self._inputs = {
+            name: PersistedWatermark(watermarks, partition, f"accounts/{partition}/{name}")
+            for name in inputs
+        }
+        self.view: PartitionView[AccountState] = PartitionView(table, partition,
+                                                               AccountState.from_dict)
+        super().__init__(self.view)
 
     def observe(self, input_name: str, event_time: float) -> None:
         """Called by the worker with every event, before the join stage sees it."""
@@ -125,8 +163,10 @@ class TableAccountStore(MemoryAccountStore):
 
 class TableAggregateStore(MemoryAggregateStore):
     def __init__(self, table: Any, watermarks: Any, partition: int) -> None:
-        self._watermark = PersistedWatermark(watermarks, f"aggregates/{partition}")
-        super().__init__(PartitionView(table, partition, AggregateState.from_dict))
+        self._watermark = PersistedWatermark(watermarks, partition, f"aggregates/{partition}")
+        self.view: PartitionView[AggregateState] = PartitionView(table, partition,
+                                                                 AggregateState.from_dict)
+        super().__init__(self.view)
 
     @property
     def watermark(self) -> float:
