@@ -91,7 +91,7 @@ def run_worker(bootstrap: str, total: int, tmp: Path) -> tuple[float, float]:
                 return rate, peak_rss_mib(proc.pid)
             if proc.poll() is not None:
                 raise RuntimeError(f"worker exited; see {tmp / 'worker.log'}")
-            time.sleep(0.2)
+            time.sleep(1.0)  # a scrape walks the live aggregates: do not load the worker
     finally:
         proc.terminate()
         proc.wait(30)

@@ -97,7 +97,7 @@ class AuditorWorker:
             broker_session_timeout=s.session_timeout,
             broker_heartbeat_interval=max(1.0, s.session_timeout / 6),
             broker_rebalance_timeout=max(10.0, s.session_timeout * 2),
-            broker_commit_interval=5.0,
+            broker_commit_interval=1.0,
             # Small fetches keep the two input topics interleaved in event time, so one topic
             # running ahead cannot move the watermark far past the other.
             consumer_max_fetch_size=256 * 1024,

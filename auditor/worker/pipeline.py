@@ -48,8 +48,11 @@ class Pipeline:
         self.counters = counters
         self.tables = tables
         self.lateness_days = lateness_days
+        # By partition: a stage and the table-backed store it runs over.
         self.joins: dict[int, JoinStage] = {}
         self.aggregates: dict[int, AggregateStage] = {}
+        self.account_stores: dict[int, TableAccountStore] = {}
+        self.aggregate_stores: dict[int, TableAggregateStore] = {}
         self.set_rules(rules)
 
     def set_rules(self, rules: RulePack) -> None:
@@ -63,9 +66,13 @@ class Pipeline:
 
     def forget(self) -> None:
         """At a rebalance: drop every stage. Each is rebuilt on its partition's next message
-        from the tables as recovered, so a partition that moved away and back is re-indexed."""
-        self.joins.clear()
-        self.aggregates.clear()
+        from the tables as recovered, so a partition that moved away and back is re-indexed.
+        A batch can only be waiting for its outputs' delivery here (its processing has no
+        await), so its state is logged now, after those outputs, not dropped."""
+        self.flush_joins()
+        self.flush_aggregates()
+        for stages in (self.joins, self.aggregates, self.account_stores, self.aggregate_stores):
+            stages.clear()
 
     def on_input(self, topic: str, partition: int, offset: int, key: bytes | None,
                  value: bytes | None) -> Outputs:
@@ -121,11 +128,11 @@ class Pipeline:
         """Log the account state changed since the last flush, once per key: after the
         batch's outputs are delivered (or a redelivered event would find itself in the state,
         be taken for a duplicate, and its outputs be lost), before its offsets are committed."""
-        return sum(join.store.view.flush() for join in self.joins.values())  # type: ignore[attr-defined]
+        return sum(store.view.flush() for store in self.account_stores.values())
 
     def flush_aggregates(self) -> int:
         """The same for the aggregate periods."""
-        return sum(agg.store.view.flush() for agg in self.aggregates.values())  # type: ignore[attr-defined]
+        return sum(store.view.flush() for store in self.aggregate_stores.values())
 
     def live_values(self) -> list[LiveValue]:
         return [v for stage in list(self.aggregates.values()) for v in stage.live_values()]
@@ -143,15 +150,15 @@ class Pipeline:
         if stage is None:
             store = TableAccountStore(self.tables.accounts, self.tables.watermarks, partition)
             stage = JoinStage(self.rules, store, self.counters, self.lateness_days)
-            self.joins[partition] = stage
-        return stage, stage.store  # type: ignore[return-value]
+            self.joins[partition], self.account_stores[partition] = stage, store
+        return stage, self.account_stores[partition]
 
     def _aggregate(self, partition: int) -> AggregateStage:
         stage = self.aggregates.get(partition)
         if stage is None:
             store = TableAggregateStore(self.tables.aggregates, self.tables.watermarks, partition)
             stage = AggregateStage(self.rules, store, self.counters, self.lateness_days)
-            self.aggregates[partition] = stage
+            self.aggregates[partition], self.aggregate_stores[partition] = stage, store
         return stage
 
 

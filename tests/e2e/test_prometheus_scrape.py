@@ -173,3 +173,13 @@ def test_the_finance_alerts_of_this_stream_fire(prometheus, exporter):
     for quiet in ("CompAuditorWorkerDown", "CompAuditorNoRulesLoaded",
                   "CompAuditorRulesReloadFailing"):
         assert quiet not in by_name
+
+
+def test_the_text_rendering_of_the_dashboard_shows_each_panel(prometheus):
+    done = subprocess.run([sys.executable, str(ROOT / "deploy" / "grafana" / "panels_text.py"),
+                           "--prometheus", prometheus], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    for title, _ in panel_queries():
+        assert f"{title}:" in done.stdout
+    assert "rule=early-churn-unrecovered" in done.stdout

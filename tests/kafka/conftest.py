@@ -212,3 +212,18 @@ def per_deal(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         seen = by_id.setdefault(alert["alert_id"], alert)
         assert seen == alert, f"two different alerts share the id {alert['alert_id']}"
     return by_id
+
+
+def deal_event(n: int | str, account: str = "acct-1", **fields: Any) -> dict[str, Any]:
+    """A valid deal_closed event; any field can be overridden."""
+    event: dict[str, Any] = {
+        "event_type": "deal_closed", "event_id": f"evt-{n}", "schema_version": 1,
+        "deal_id": f"deal-{n}", "account_id": account, "rep_id": "rep-1", "team": "team-a",
+        "plan_id": "plan-a", "deal_type": "new_logo", "closed_at": "2026-01-05T00:00:00Z",
+        "term_months": 12, "acv": 1000.0, "tcv": 1000.0, "discount_pct": 0.1,
+        "currency": "USD",
+        "commission": {"amount": 100.0, "paid_upfront": 100.0, "basis": "acv", "rate": 0.1,
+                       "clawback_days": 0},
+    }
+    event.update(fields)
+    return event

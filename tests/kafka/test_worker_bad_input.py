@@ -4,23 +4,13 @@ message ends in the dead-letter topic with its reason, and events in = the sum o
 import json
 import subprocess
 
-from conftest import AUDITOR, wait_until
+from conftest import AUDITOR, deal_event, wait_until
 
 from tests.support import tansu
 
 
 def _deal(**overrides):
-    event = {
-        "event_type": "deal_closed", "event_id": "evt-good-1", "schema_version": 1,
-        "deal_id": "deal-1", "account_id": "acct-1", "rep_id": "rep-1", "team": "team-a",
-        "plan_id": "plan-a", "deal_type": "new_logo", "closed_at": "2026-01-05T00:00:00Z",
-        "term_months": 12, "acv": 1000.0, "tcv": 1000.0, "discount_pct": 0.1,
-        "currency": "USD",
-        "commission": {"amount": 100.0, "paid_upfront": 100.0, "basis": "acv", "rate": 0.1,
-                       "clawback_days": 0},
-    }
-    event.update(overrides)
-    return event
+    return deal_event("good-1", **{"deal_id": "deal-1", **overrides})
 
 
 def _raw(event) -> bytes:

@@ -4,23 +4,9 @@ one is refused (the rules in force stay, the metric says so), and table state is
 import json
 import shutil
 
-from conftest import wait_until
+from conftest import deal_event, wait_until
 
 from auditor.rules.loader import default_rules_dir
-
-
-def _deal(n: int, account: str, **fields) -> dict:
-    event = {
-        "event_type": "deal_closed", "event_id": f"evt-{n}", "schema_version": 1,
-        "deal_id": f"deal-{n}", "account_id": account, "rep_id": "rep-1", "team": "team-a",
-        "plan_id": "plan-a", "deal_type": "new_logo", "closed_at": "2026-01-05T00:00:00Z",
-        "term_months": 12, "acv": 10000.0, "tcv": 10000.0, "discount_pct": 0.0,
-        "currency": "USD",
-        "commission": {"amount": 1000.0, "paid_upfront": 1000.0, "basis": "acv", "rate": 0.1,
-                       "clawback_days": 0},
-    }
-    event.update(fields)
-    return event
 
 
 def _churn(n: int, account: str, at: str) -> dict:
@@ -52,13 +38,13 @@ def test_rules_reload_in_a_running_worker_keeps_state(stack, tmp_path):
         return [a for a in stack.alerts() if a["rule"] == rule]
 
     # Under the shipped rules a churn 60 days after a new logo is critical.
-    send(_deal(1, "A1"))
+    send(deal_event(1, "A1", acv=10000.0, tcv=10000.0, discount_pct=0.0))
     send(_churn(2, "A1", "2026-03-06T00:00:00Z"))
     [first] = wait_until(lambda: alerts_of("early-churn-unrecovered"), what="the first alert")
     assert first["severity"] == "critical"
 
     # A deal now, its churn after the change: the deal must still be in the table state.
-    send(_deal(3, "A2"))
+    send(deal_event(3, "A2", acv=10000.0, tcv=10000.0, discount_pct=0.0))
     wait_until(lambda: worker.events_total() == 3, what="the second deal processed")
     retention = rules / "retention.yaml"
     good = retention.read_text()
@@ -76,7 +62,7 @@ def test_rules_reload_in_a_running_worker_keeps_state(stack, tmp_path):
     wait_until(lambda: _metric(worker, "auditor_rules_reload_success") == 0,
                what="the refused reload in the metrics")
     assert "rules reload refused" in worker.log.read_text()
-    send(_deal(5, "A3"))
+    send(deal_event(5, "A3", acv=10000.0, tcv=10000.0, discount_pct=0.0))
     send(_churn(6, "A3", "2026-03-06T00:00:00Z"))
     third = wait_until(lambda: [a for a in alerts_of("early-churn-unrecovered")
                                 if a["deal_id"] == "deal-5"], what="an alert after the refusal")
