@@ -13,7 +13,7 @@ from auditor.rules.loader import load_rule_pack
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("rules", help="check rule files")
+    p = sub.add_parser("rules", help="check, test and describe rule files")
     rules_sub = p.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
     check = rules_sub.add_parser("check", help="validate rule files; exit 1 on any error")
     check.add_argument("dir", nargs="?", help="rules directory (default: the repo's rules/)")

@@ -1,9 +1,10 @@
 """The engine's stores backed by faust tables, one store per source partition.
 
-A faust table writes each change to the changelog partition of the event being processed, so a
-store only ever touches keys of its own partition: the worker keeps one join stage per input
-partition and one aggregate stage per repartition-topic partition. Each table value carries its
-partition, so a store recovered from the changelog finds its own keys again.
+faust assigns changelog partition p to the worker that owns input partition p (topics with the
+same partition count are co-partitioned), so the worker keeps one join stage per input partition
+and one aggregate stage per repartition-topic partition, each over the keys of its partition.
+A store logs its writes to its own changelog partition, explicitly; each table value carries its
+partition, so a store rebuilt from a recovered table finds its own keys again.
 """
 
 from __future__ import annotations
