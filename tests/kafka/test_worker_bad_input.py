@@ -4,7 +4,7 @@ message ends in the dead-letter topic with its reason, and events in = the sum o
 import json
 import subprocess
 
-from conftest import AUDITOR, deal_event, wait_until
+from kafka_helpers import AUDITOR, deal_event, wait_until
 
 from tests.support import tansu
 

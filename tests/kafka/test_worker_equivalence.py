@@ -1,6 +1,6 @@
 """`auditor produce` + `auditor worker` give exactly the per-deal alerts of `auditor replay`."""
 
-from conftest import per_deal, replay_alerts, simulate, wait_until
+from kafka_helpers import per_deal, replay_alerts, simulate, wait_until
 
 
 def test_worker_alerts_equal_replay_alerts(stack, tmp_path):

@@ -4,7 +4,7 @@ one is refused (the rules in force stay, the metric says so), and table state is
 import json
 import shutil
 
-from conftest import deal_event, wait_until
+from kafka_helpers import deal_event, wait_until
 
 from auditor.rules.loader import default_rules_dir
 

@@ -3,7 +3,7 @@ partitions move to the survivor. Either way the alerts are replay's, nothing los
 
 import json
 
-from conftest import per_deal, replay_alerts, simulate, wait_until
+from kafka_helpers import per_deal, replay_alerts, simulate, wait_until
 
 
 def _split(events, first, second, at_fraction):
