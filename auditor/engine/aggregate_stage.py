@@ -18,6 +18,8 @@ from auditor.engine.state import AggregateState
 from auditor.engine.store import AggregateStore
 from auditor.rules.compiled import AggregateRule, RulePack
 
+DEAL = AggregateFact.DEAL
+
 # Live values are exported for these only: rep-level detail lives in the alerts.
 LIVE_GROUP_BY = ("team", "plan_id")
 
@@ -49,25 +51,30 @@ class AggregateStage:
         if rule is None:  # a rule removed by a reload while its facts were in flight
             return []
         key = fact.key
-        state = self.store.get(key)
+        store = self.store
+        state = store.get(key)
         if state is None:
             state = AggregateState(fact.rule, fact.group, fact.period, fact.period_end)
             # A new period may settle before every one already known.
-            self._next_settle = min(self._next_settle, self._settles_at(rule, state))
-        if fact.kind == AggregateFact.DEAL:
-            changed = state.add_deal(fact.deal_id, fact.deal_type, fact.amount, fact.acv,
-                                     fact.paid_upfront)
+            settles_at = self._settles_at(rule, state)
+            if settles_at < self._next_settle:
+                self._next_settle = settles_at
+        if fact.kind == DEAL:
+            entry = fact.entry
+            if entry is None:
+                entry = (fact.deal_type, fact.amount, fact.acv, fact.paid_upfront)
+            changed = state.add_entry(fact.deal_id, entry)
         else:
             changed = state.add_churned(fact.deal_id)
         if not changed:  # re-delivered
             return []
-        self.store.put(key, state)
+        store.put(key, state)
         alerts: list[Alert] = []
         if state.settled:
             self._evaluate(rule, state, key, alerts)
         watermark = fact.watermark
-        if watermark > self.store.watermark:
-            self.store.watermark = watermark
+        if watermark > store.watermark:
+            store.watermark = watermark
             if watermark >= self._next_settle:
                 self.advance(watermark, alerts)
         return alerts

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 from auditor.engine.alerts import Alert, alert_id, money
 from auditor.engine.state import AggregateState
 from auditor.events.models import Churn, Deal, format_time
 from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RuleMeta
+
+_DATES: dict[int, str] = {}  # day number -> "YYYY-MM-DD"
+_HOURS = [f"T{hour:02d}:" for hour in range(24)]
+_MINUTES_SECONDS = [f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60)]
+
+
+def time_text(epoch: float) -> str:
+    """`format_time`, from tables for the whole seconds that events carry."""
+    if type(epoch) is float and epoch.is_integer():
+        day, second = divmod(int(epoch), 86400)
+        date = _DATES.get(day)
+        if date is None:
+            date = format_time(day * 86400.0)[:10]
+            if len(_DATES) > 100_000:  # bounded even on absurd input
+                _DATES.clear()
+            _DATES[day] = date
+        hour, second = divmod(second, 3600)
+        return date + _HOURS[hour] + _MINUTES_SECONDS[second]
+    return format_time(epoch)
 
 
 def churn_share(deal: Deal, churn: Churn) -> float:
@@ -27,15 +48,23 @@ def deal_at_risk(kind: str, deal: Deal, churn: Churn | None = None) -> float:
     return 0.0
 
 
-def _deal_alert(meta: RuleMeta, key: tuple[str, ...], severity: str, event_time: float,
+# Alerts about a deal are built with positional arguments, a third of the cost of 21 keywords;
+# this order is the alert contract's, and a change to it must show here.
+_DEAL_ALERT_FIELDS = ("alert_id", "rule", "kind", "severity", "event_time", "summary", "at_risk",
+                      "currency", "deal_id", "account_id", "rep_id", "team", "plan_id",
+                      "group_by", "group", "period", "value", "threshold", "evidence", "labels",
+                      "runbook")
+if tuple(f.name for f in fields(Alert)) != _DEAL_ALERT_FIELDS:
+    raise ImportError("the fields of Alert changed: update _deal_alert to match")
+
+
+def _deal_alert(meta: RuleMeta, key: tuple[str, ...], severity: str, event_time: str,
                 summary: str, at_risk: float, currency: str, deal: Deal,
                 evidence: dict[str, object]) -> Alert:
     return Alert(
-        alert_id=alert_id(meta.id, *key), rule=meta.id, kind=meta.kind, severity=severity,
-        event_time=format_time(event_time), summary=summary, at_risk=money(at_risk),
-        currency=currency, deal_id=deal.deal_id, account_id=deal.account_id, rep_id=deal.rep_id,
-        team=deal.team, plan_id=deal.plan_id, evidence=evidence, labels=meta.labels,
-        runbook=meta.runbook,
+        alert_id(meta.id, *key), meta.id, meta.kind, severity, event_time, summary,
+        money(at_risk), currency, deal.deal_id, deal.account_id, deal.rep_id, deal.team,
+        deal.plan_id, None, None, None, None, None, evidence, meta.labels, meta.runbook,
     )
 
 
@@ -47,22 +76,24 @@ def deal_alert(rule: DealRule, deal: Deal, currency: str) -> Alert:
         f"{share:.0%} of its {money(deal.amount):,.2f} {currency} commission upfront; "
         f"{money(at_risk):,.2f} {currency} is for years after the first."
     )
+    closed_at = time_text(deal.time)
     evidence = {
-        "deal_event_id": deal.event_id, "closed_at": format_time(deal.time),
+        "deal_event_id": deal.event_id, "closed_at": closed_at,
         "term_months": deal.term_months, "basis": deal.basis,
         "commission_amount": money(deal.amount), "paid_upfront": money(deal.paid_upfront),
         "upfront_share": round(share, 4),
     }
-    return _deal_alert(rule.meta, (deal.deal_id,), rule.severity, deal.time, summary,
+    return _deal_alert(rule.meta, (deal.deal_id,), rule.severity, closed_at, summary,
                        at_risk, currency, deal, evidence)
 
 
 def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: str) -> Alert:
     severity = rule.severity_for(days)
     at_risk = deal_at_risk(rule.at_risk, deal, churn)
+    closed_at, churned_at = time_text(deal.time), time_text(churn.time)
     evidence: dict[str, object] = {
         "deal_event_id": deal.event_id, "churn_event_id": churn.event_id,
-        "closed_at": format_time(deal.time), "churned_at": format_time(churn.time),
+        "closed_at": closed_at, "churned_at": churned_at,
         "days": round(days, 3), "deal_type": deal.deal_type, "churn_type": churn.churn_type,
         "acv": money(deal.acv), "arr_lost": money(churn.arr_lost),
         "churn_share": round(churn_share(deal, churn), 4), "discount_pct": deal.discount_pct,
@@ -75,7 +106,7 @@ def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: 
             f"{days:.0f} days later (deal {deal.deal_id}), earning "
             f"{money(deal.amount):,.2f} {currency} commission."
         )
-        return _deal_alert(rule.meta, (deal.deal_id,), severity, deal.time, summary,
+        return _deal_alert(rule.meta, (deal.deal_id,), severity, closed_at, summary,
                            at_risk, currency, deal, evidence)
     summary = (
         f"Account {deal.account_id} churned ({churn.churn_type}) {days:.0f} days after "
@@ -83,7 +114,7 @@ def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: 
         + f" ({deal.discount_pct:.0%} discount)"
         + f"; {money(at_risk):,.2f} {currency} of commission paid upfront is unrecovered."
     )
-    return _deal_alert(rule.meta, (deal.deal_id, churn.event_id), severity, churn.time,
+    return _deal_alert(rule.meta, (deal.deal_id, churn.event_id), severity, churned_at,
                        summary, at_risk, currency, deal, evidence)
 
 
@@ -104,7 +135,7 @@ def aggregate_alert(rule: AggregateRule, state: AggregateState, value: float,
     )
     return Alert(
         alert_id=alert_id(meta.id, state.group, state.period), rule=meta.id, kind=meta.kind,
-        severity=rule.severity, event_time=format_time(state.end), summary=summary,
+        severity=rule.severity, event_time=time_text(state.end), summary=summary,
         at_risk=money(at_risk), currency=currency, group_by=rule.group_by, group=state.group,
         period=state.period, value=round(value, 6), threshold=rule.threshold, evidence=evidence,
         labels=meta.labels, runbook=meta.runbook,

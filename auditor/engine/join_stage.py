@@ -6,6 +6,9 @@ second of the two arrives, so no per-pair memory is needed to fire once per pair
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from operator import attrgetter
+
 from auditor.engine.alerts import Alert
 from auditor.engine.facts import AggregateFact
 from auditor.engine.findings import deal_alert, join_alert
@@ -19,6 +22,9 @@ from auditor.rules.compiled import AggregateRule, JoinRule, RulePack
 
 NO_ALERTS: list[Alert] = []
 NO_FACTS: list[AggregateFact] = []
+DEAL, CHURNED = AggregateFact.DEAL, AggregateFact.CHURNED
+# An aggregate rule as a deal meets it: (rule, its id, the deal's group, early_churn_share?).
+_Aggregate = tuple[AggregateRule, str, Callable[[Deal], str], bool]
 
 
 class JoinStage:
@@ -37,6 +43,10 @@ class JoinStage:
         self.horizon = rules.longest_window_days() * DAY
         self.churn_aggregates = tuple(
             r for r in rules.aggregate_rules if r.measure == "early_churn_share"
+        )
+        self._aggregates: tuple[_Aggregate, ...] = tuple(
+            (r, r.meta.id, attrgetter(r.group_by), r.measure == "early_churn_share")
+            for r in rules.aggregate_rules
         )
 
     def process(self, event: Event) -> tuple[list[Alert], list[AggregateFact]]:
@@ -91,14 +101,20 @@ class JoinStage:
                     self._join_deal(join, deal, state, alerts)
         facts: list[AggregateFact] = []
         period, end = quarter_of(deal.time)
-        for agg in self.rules.aggregate_rules:
+        deal_id, now, churns = deal.deal_id, self._now, state.churns
+        deal_type, amount, acv, upfront = deal.deal_type, deal.amount, deal.acv, deal.paid_upfront
+        # One tuple of the deal's figures, shared by its facts and the periods that keep them.
+        entry = (deal_type, amount, acv, upfront)
+        for agg, rule_id, group_of, churn_share in self._aggregates:
             if agg.deal is None or agg.deal(deal):
-                group = getattr(deal, agg.group_by)
-                facts.append(self._fact(AggregateFact.DEAL, agg, group, period, end, deal))
-                if agg.measure == "early_churn_share" and any(
-                    self._churned_early(agg, deal, churn) for churn in state.churns
+                group = group_of(deal)
+                facts.append(AggregateFact(DEAL, rule_id, group, period, end, deal_id, deal_type,
+                                           amount, acv, upfront, now, entry))
+                if churn_share and churns and any(
+                    self._churned_early(agg, deal, churn) for churn in churns
                 ):
-                    facts.append(self._fact(AggregateFact.CHURNED, agg, group, period, end, deal))
+                    facts.append(AggregateFact(CHURNED, rule_id, group, period, end, deal_id,
+                                               deal_type, amount, acv, upfront, now))
         return alerts, facts
 
     def _join_deal(self, join: JoinRule, deal: Deal, state: AccountState,
@@ -113,7 +129,7 @@ class JoinStage:
                 ):
                     best = (days, churn)  # the most recent qualifying churn is the evidence
             if best is not None:
-                state.fired.add(f"{join.meta.id}\x1f{deal.deal_id}")
+                state.mark_fired(f"{join.meta.id}\x1f{deal.deal_id}")
                 alerts.append(join_alert(join, deal, best[1], best[0], self.currency))
             return
         for churn in state.churns:
@@ -138,7 +154,7 @@ class JoinStage:
                     days = (deal.time - churn.time) / DAY
                     key = f"{join.meta.id}\x1f{deal.deal_id}"
                     if 0 <= days <= within and key not in state.fired:
-                        state.fired.add(key)
+                        state.mark_fired(key)
                         alerts.append(join_alert(join, deal, churn, days, self.currency))
                 else:
                     days = (churn.time - deal.time) / DAY
@@ -152,19 +168,15 @@ class JoinStage:
                 if (agg.deal is None or agg.deal(deal)) and self._churned_early(agg, deal, churn):
                     period, end = quarter_of(deal.time)
                     group = getattr(deal, agg.group_by)
-                    facts.append(self._fact(AggregateFact.CHURNED, agg, group, period, end, deal))
+                    facts.append(AggregateFact(CHURNED, agg.meta.id, group, period, end,
+                                               deal.deal_id, deal.deal_type, deal.amount,
+                                               deal.acv, deal.paid_upfront, self._now))
         return alerts, facts
 
     @staticmethod
     def _churned_early(agg: AggregateRule, deal: Deal, churn: Churn) -> bool:
         days = (churn.time - deal.time) / DAY
         return 0 <= days <= agg.churn_within_days and (agg.churn is None or agg.churn(churn))
-
-    def _fact(self, kind: str, agg: AggregateRule, group: str, period: str, end: float,
-              deal: Deal) -> AggregateFact:
-        return AggregateFact(kind, agg.meta.id, group, period, end, deal.deal_id, deal.deal_type,
-                             deal.amount, deal.acv, deal.paid_upfront,
-                             self._now)
 
 
 def _recovered(join: JoinRule, deal: Deal, days: float) -> bool:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from auditor.engine.facts import DealEntry
 from auditor.events.models import Churn, Deal, event_from_dict, event_to_dict
+
+# Most accounts never have a deal-after-churn finding: they share this until their first.
+NOTHING_FIRED: frozenset[str] = frozenset()
 
 
 class AccountState:
@@ -16,20 +20,38 @@ class AccountState:
         self.deals: dict[str, Deal] = {}
         self.churns: list[Churn] = []
         self.event_ids: set[str] = set()
-        # "rule\x1fdeal_id" of rules that fire once per deal (deal-after-churn).
-        self.fired: set[str] = set()
+        # "rule\x1fdeal_id" of rules that fire once per deal (deal-after-churn); the shared
+        # empty NOTHING_FIRED until the first (`mark_fired`).
+        self.fired: set[str] | frozenset[str] = NOTHING_FIRED
+
+    def mark_fired(self, key: str) -> None:
+        fired = self.fired
+        if type(fired) is set:
+            fired.add(key)
+        else:
+            self.fired = {*fired, key}
 
     def prune(self, cutoff: float) -> bool:
         """Forget events older than `cutoff`; True when nothing is left."""
-        for deal_id in [d for d, deal in self.deals.items() if deal.time < cutoff]:
-            deal = self.deals.pop(deal_id)
-            self.event_ids.discard(deal.event_id)
-            self.fired = {key for key in self.fired if not key.endswith("\x1f" + deal_id)}
-        kept = [c for c in self.churns if c.time >= cutoff]
-        for churn in self.churns:
-            if churn.time < cutoff:
-                self.event_ids.discard(churn.event_id)
-        self.churns = kept
+        deals = self.deals
+        if deals:
+            old = [d for d, deal in deals.items() if deal.time < cutoff]
+            if old:
+                event_ids = self.event_ids
+                for deal_id in old:
+                    event_ids.discard(deals.pop(deal_id).event_id)
+                if self.fired:
+                    ends = tuple("\x1f" + deal_id for deal_id in old)
+                    self.fired = {key for key in self.fired if not key.endswith(ends)}
+        churns = self.churns
+        if churns:
+            kept = [c for c in churns if c.time >= cutoff]
+            if len(kept) != len(churns):
+                event_ids = self.event_ids
+                for churn in churns:
+                    if churn.time < cutoff:
+                        event_ids.discard(churn.event_id)
+                self.churns = kept
         return not self.deals and not self.churns
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,7 +91,7 @@ class AggregateState:
         self.period = period
         self.end = end
         # deal_id -> (deal_type, commission amount, acv, paid_upfront)
-        self.deals: dict[str, tuple[str, float, float, float]] = {}
+        self.deals: dict[str, DealEntry] = {}
         self.churned: set[str] = set()  # deal ids that count as churned early
         # deal_type -> [deals, commission, acv]
         self.totals: dict[str, list[float]] = {}
@@ -80,9 +102,15 @@ class AggregateState:
 
     def add_deal(self, deal_id: str, deal_type: str, amount: float, acv: float,
                  paid_upfront: float) -> bool:
-        if deal_id in self.deals:
+        return self.add_entry(deal_id, (deal_type, amount, acv, paid_upfront))
+
+    def add_entry(self, deal_id: str, entry: DealEntry) -> bool:
+        """`add_deal` with the deal's figures as one tuple, kept as given (shared, not copied)."""
+        deals = self.deals
+        if deal_id in deals:
             return False
-        self.deals[deal_id] = (deal_type, amount, acv, paid_upfront)
+        deals[deal_id] = entry
+        deal_type, amount, acv, _ = entry
         total = self.totals.get(deal_type)
         if total is None:
             self.totals[deal_type] = [1, amount, acv]
