@@ -5,6 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+# Every reason a dead letter can carry, known in advance so its counter is exported at 0 from the
+# start. Replay uses the first six; the worker adds the Kafka-only ones.
+REASONS = (
+    "bad_json", "not_object", "unknown_event_type", "schema", "too_large", "unsupported_currency",
+    "empty", "null_key", "key_mismatch", "wrong_partition", "unreadable_record", "internal_error",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
