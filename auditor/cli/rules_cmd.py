@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "test", help="run the rule tests in DIR/tests/*.yaml; exit 1 if one fails")
     test.add_argument("dir", nargs="?", help="rules directory (default: the repo's rules/)")
     test.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    test.add_argument("--strict", action="store_true",
+                      help="an enabled rule that no test names is an error (exit 1)")
     test.set_defaults(run=run_test)
     schema = rules_sub.add_parser(
         "schema", help="print the JSON Schema of rule files (for editor autocompletion)")
@@ -49,21 +51,25 @@ def run_schema(args: argparse.Namespace) -> int:
 
 
 def run_test(args: argparse.Namespace) -> int:
-    from auditor.errors import RuleError
     from auditor.ruletest.junit import write_junit
-    from auditor.ruletest.runner import run_all
+    from auditor.ruletest.runner import load_tests, run_all, untested_rules
 
     directory = rules_dir(args.dir)
     try:
         pack = load_rule_pack(directory)
-        results = run_all(pack, directory)
+        tests = load_tests(directory, pack)
     except RuleErrors as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
+        print(f"{len(exc.errors)} error(s) in {directory}", file=sys.stderr)
         return 2
-    except RuleError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    results = run_all(pack, directory, tests)
+    untested = untested_rules(pack, tests)
+    sources = pack.by_id()
+    for rule_id in untested:  # a rule without a test can be broken by any edit, unnoticed
+        level = "error" if args.strict else "warning"
+        print(f"{sources[rule_id].meta.source}: {rule_id}: {level}: no test names this rule "
+              f"(add one under {directory / 'tests'})", file=sys.stderr)
     failed = [r for r in results if not r.passed]
     for result in results:
         mark = "ok  " if result.passed else "FAIL"
@@ -75,4 +81,4 @@ def run_test(args: argparse.Namespace) -> int:
         write_junit(results, Path(args.junit))
     if not results:
         print(f"no tests in {directory / 'tests'}", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or (args.strict and untested) else 0

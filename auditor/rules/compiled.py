@@ -87,6 +87,7 @@ class RulePack:
     currency: CurrencyTable = field(default_factory=CurrencyTable)
     sources: tuple[str, ...] = ()  # the files it was loaded from
     plans: PlanRegistry | None = None  # rules/plans.yaml: deals are checked against it
+    disabled_ids: tuple[str, ...] = ()  # rules written with `enabled: false`, not run
 
     @property
     def rule_count(self) -> int:

@@ -1,4 +1,6 @@
-"""Compiles a rule's field conditions (data in YAML) into one predicate, once, at load time."""
+"""Compiles a rule's field conditions (data in YAML) into one predicate, once, at load time.
+
+The loader checks each filter first (filter_check.py); the errors raised here are a backstop."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from functools import partial
 from operator import attrgetter, ge, gt, le, lt
 from typing import Any
 
+from auditor.rules.domains import CHURN_DOMAINS, DEAL_DOMAINS
 from auditor.rules.schema import Comparison, Condition
 
 Predicate = Callable[[Any], bool]
@@ -28,8 +31,8 @@ DEAL_FIELDS: dict[str, str] = {
 CHURN_FIELDS: dict[str, str] = {
     name: name for name in ("event_id", "account_id", "churn_type", "arr_lost", "currency")
 }
-NUMERIC = {"term_months", "acv", "tcv", "discount_pct", "amount", "paid_upfront", "rate",
-           "clawback_days", "arr_lost"}
+# Read from the event contract, as filter_check.py does with each field's domain.
+NUMERIC = {attr for attr, domain in (DEAL_DOMAINS | CHURN_DOMAINS).items() if domain.numeric}
 
 
 _FLIPPED = {"gt": lt, "gte": le, "lt": gt, "lte": ge}

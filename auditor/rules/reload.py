@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from auditor.errors import RuleErrors
+from auditor.errors import RuleError, RuleErrors
 from auditor.rules.compiled import RulePack
 from auditor.rules.loader import load_rule_pack
 
@@ -51,11 +51,18 @@ class RuleReloader:
         try:
             pack = load_rule_pack(self.directory)
         except RuleErrors as exc:
-            for error in exc.errors:
-                log.error("rules reload refused: %s", error)
-            log.error("rules reload refused; the rules loaded before stay in force")
-            self.on_refused(exc)
-            return False
+            return self._refuse(exc)
+        except Exception as exc:  # a loader bug must not take the running rules down with it
+            log.exception("rules reload failed unexpectedly")
+            return self._refuse(RuleErrors([RuleError(f"cannot load: {exc!r}",
+                                                      str(self.directory))]))
         self.on_loaded(pack)
         log.info("rules reloaded from %s: %d rules", self.directory, pack.rule_count)
         return True
+
+    def _refuse(self, exc: RuleErrors) -> bool:
+        for error in exc.errors:
+            log.error("rules reload refused: %s", error)
+        log.error("rules reload refused; the rules loaded before stay in force")
+        self.on_refused(exc)
+        return False

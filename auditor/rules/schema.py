@@ -17,7 +17,8 @@ Scalar = str | int | float | bool
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number written as a string ("0.3", "25%") is an error, never coerced.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Comparison(_Strict):

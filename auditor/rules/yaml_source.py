@@ -1,4 +1,6 @@
-"""Safe YAML loading that remembers the line of every value, so errors can say file:line."""
+"""Safe YAML loading that remembers the line of every value, so errors can say file:line.
+
+Composed by GuardedLoader (yaml_guard.py): plain tags only, alias expansion bounded."""
 
 from __future__ import annotations
 
@@ -8,8 +10,7 @@ from typing import Any
 import yaml
 
 from auditor.errors import RuleError
-
-Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from auditor.rules.yaml_guard import GuardedLoader, YamlRefused
 
 Path_ = tuple[str | int, ...]
 
@@ -58,7 +59,10 @@ def load_yaml(path: Path) -> YamlDocument:
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(f"cannot read: {exc}", str(path)) from exc
     try:
-        node = yaml.compose(text, Loader=Loader)
+        node = yaml.compose(text, Loader=GuardedLoader)
+    except YamlRefused as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise RuleError(str(exc.problem), str(path), line) from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

@@ -9,7 +9,8 @@
         expect:                              # the alerts by the end (replay flushes aggregates)
           - {rule: early-churn-unrecovered, severity: critical, deal_id: D1, at_risk: 1000}
 
-Every event field not given takes a default (see DEAL_DEFAULTS, CHURN_DEFAULTS): one account,
+Event fields are those of the event contract (a misspelt one is an error, not ignored), plus
+`at`. Every event field not given takes a default (see DEAL_DEFAULTS, CHURN_DEFAULTS): one account,
 one rep, team and plan, USD, a 10,000 ACV twelve-month new-logo deal with 1,000 commission paid
 upfront and no clawback, a full churn. Ids are generated unless given.
 
@@ -23,7 +24,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasPath,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from auditor.events.models import Churn, Deal
+from auditor.rules.hints import did_you_mean
 
 _OFFSET = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([dhm]?)\s*$")
 _UNIT_DAYS = {"d": 1.0, "": 1.0, "h": 1 / 24, "m": 1 / 1440}
@@ -40,7 +52,8 @@ def offset_days(value: str | float | int) -> float:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `at_risk: "1000"` is an error, as in rule files.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 Offset = Annotated[str | float | int, Field(description="days after base: 45d, 12h, 30m")]
@@ -114,3 +127,40 @@ CHURN_DEFAULTS: dict[str, Any] = {
     "event_type": "account_churned", "schema_version": 1, "account_id": "acct-1",
     "churn_type": "full", "arr_lost": 10000.0, "currency": "USD",
 }
+
+
+def _contract_keys(model: type[Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """(top-level keys, keys under `commission`) of an event, read from the contract."""
+    top, nested = {"at"}, set()
+    fields = getattr(model, "__pydantic_fields__")  # noqa: B009 (no typed accessor)
+    for name, info in fields.items():
+        if getattr(info, "init", None) is False:
+            continue
+        alias = info.validation_alias
+        if isinstance(alias, AliasPath):
+            top.add(str(alias.path[0]))
+            nested.add(str(alias.path[-1]))
+        else:
+            top.add(name)
+    return frozenset(top), frozenset(nested)
+
+
+EVENT_KEYS = {"deal": _contract_keys(Deal), "churn": _contract_keys(Churn)}
+
+
+def unknown_event_fields(kind: str, fields: dict[str, Any]
+                         ) -> list[tuple[tuple[str, ...], str]]:
+    """(path within the event, message) for each field the contract does not have: a fixture
+    must not silently test a default instead of the value its author meant."""
+    top, nested = EVENT_KEYS[kind]
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for key, value in fields.items():
+        if key not in top:
+            problems.append(((key,), f"unknown {kind} field {key!r}{did_you_mean(key, top)}"))
+        elif nested and key == "commission":
+            if not isinstance(value, dict):
+                problems.append(((key,), "commission must be a mapping"))
+                continue
+            problems.extend(((key, k), f"unknown commission field {k!r}"
+                             f"{did_you_mean(k, nested)}") for k in value if k not in nested)
+    return problems

@@ -9,14 +9,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from auditor.engine.alerts import Alert
 from auditor.engine.engine import AuditEngine
+from auditor.errors import RuleError, RuleErrors
 from auditor.events.deadletter import DeadLetter
 from auditor.events.decode import EventDecoder
 from auditor.events.models import format_time
 from auditor.rules.compiled import RulePack
-from auditor.rules.loader import validate_document
-from auditor.rules.yaml_source import load_yaml
+from auditor.rules.hints import did_you_mean
+from auditor.rules.validation import model_keys, validate
+from auditor.rules.yaml_source import YamlDocument, load_yaml
 from auditor.ruletest.fixtures import (
     CHURN_DEFAULTS,
     COMMISSION_DEFAULTS,
@@ -26,6 +30,7 @@ from auditor.ruletest.fixtures import (
     RuleTest,
     RuleTestFile,
     offset_days,
+    unknown_event_fields,
 )
 
 TESTS_DIR = "tests"
@@ -66,15 +71,85 @@ def _who(alert: Alert) -> str:
     return f"{alert.group_by}={alert.group}, period={alert.period}, value={alert.value}"
 
 
-def load_tests(rules_dir: Path) -> list[tuple[str, int, RuleTest]]:
-    """(file, line, test) for every test in rules_dir/tests/*.yaml; RuleError if invalid."""
-    found = []
+_TEST: TypeAdapter[RuleTest] = TypeAdapter(RuleTest)
+_TEST_KEYS = model_keys(RuleTestFile)
+
+
+def load_tests(rules_dir: Path, pack: RulePack | None = None) -> list[tuple[str, int, RuleTest]]:
+    """(file, line, test) for every test in rules_dir/tests/*.yaml. RuleErrors with every
+    problem of every file if any is invalid; with `pack`, a rule name it lacks is one too."""
+    found: list[tuple[str, int, RuleTest]] = []
+    errors: list[RuleError] = []
+    known = None if pack is None else {*pack.by_id(), *pack.disabled_ids}
     for path in sorted((rules_dir / TESTS_DIR).glob("*.y*ml")):
-        doc = load_yaml(path)
-        test_file = validate_document(doc, RuleTestFile)
-        for index, test in enumerate(test_file.tests):
+        try:
+            doc = load_yaml(path)
+        except RuleError as exc:
+            errors.append(exc)
+            continue
+        for index, test in _tests_of(doc, known, errors):
             found.append((str(path), doc.line_of(("tests", index)), test))
+    if errors:
+        errors.sort(key=lambda e: (e.source or "", e.line or 0))
+        raise RuleErrors(errors)
     return found
+
+
+def _tests_of(doc: YamlDocument, known: set[str] | None, errors: list[RuleError]
+              ) -> list[tuple[int, RuleTest]]:
+    """Each test of a file checked on its own, so one run reports every mistake in it."""
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("tests"), list) or not data["tests"]:
+        errors.append(doc.error("expected `tests:` with a list of tests at the top of the file"))
+        return []
+    errors.extend(doc.error(f"{key}: unknown key{did_you_mean(str(key), _TEST_KEYS)}", (key,))
+                  for key in data if key != "tests")
+    tests = []
+    for index, raw in enumerate(data["tests"]):
+        at = ("tests", index)
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = f"test {name!r}" if isinstance(name, str) else f"test #{index + 1}"
+        before = len(errors)
+        test, problems = validate(_TEST, raw, _TEST_KEYS)
+        errors.extend(doc.error(f"{label}: {p.message}", (*at, *p.loc)) for p in problems)
+        events = raw.get("events") if isinstance(raw, dict) else None
+        for n, event in enumerate(events if isinstance(events, list) else []):
+            for kind, fields in (event.items() if isinstance(event, dict) else ()):
+                if kind in ("deal", "churn") and isinstance(fields, dict):
+                    errors.extend(
+                        doc.error(f"{label}: events.{n}.{kind}.{'.'.join(loc)}: {message}",
+                                  (*at, "events", n, kind, *loc))
+                        for loc, message in unknown_event_fields(kind, fields))
+        if known is not None and isinstance(raw, dict):
+            _check_rule_names(doc, at, label, raw, known, errors)
+        if test is not None and len(errors) == before:
+            tests.append((index, test))
+    return tests
+
+
+def _check_rule_names(doc: YamlDocument, at: tuple[str | int, ...], label: str,
+                      raw: dict[str, Any], known: set[str], errors: list[RuleError]) -> None:
+    """A misspelt rule name would make a test compare nothing and pass. Read from the raw test,
+    so it is reported even when the test has other errors."""
+    rules, expect = raw.get("rules"), raw.get("expect")
+    named: list[tuple[tuple[str | int, ...], Any]] = [
+        (("rules", i), rule) for i, rule in enumerate(rules if isinstance(rules, list) else ())]
+    named += [(("expect", i, "rule"), e.get("rule"))
+              for i, e in enumerate(expect if isinstance(expect, list) else ())
+              if isinstance(e, dict)]
+    for loc, rule in named:
+        if isinstance(rule, str) and rule not in known:
+            path = ".".join(str(p) for p in loc)
+            errors.append(doc.error(f"{label}: {path}: unknown rule {rule!r}"
+                                    f"{did_you_mean(rule, known)}", (*at, *loc)))
+
+
+def untested_rules(pack: RulePack, tests: list[tuple[str, int, RuleTest]]) -> list[str]:
+    """Enabled rules no test names (in `rules:` or `expect`), in the order of the pack."""
+    named: set[str] = set()
+    for _, _, test in tests:
+        named |= test.compared_rules() or set()
+    return [rule_id for rule_id in pack.by_id() if rule_id not in named]
 
 
 def run_test(pack: RulePack, test: RuleTest, file: str = "", line: int = 0) -> TestResult:
@@ -135,10 +210,11 @@ def _matches(expected: ExpectedAlert, alert: Alert) -> bool:
     return True
 
 
-def run_all(pack: RulePack, rules_dir: Path) -> list[TestResult]:
-    """Every test of rules_dir/tests; raises RuleError on an invalid test file."""
+def run_all(pack: RulePack, rules_dir: Path,
+            tests: list[tuple[str, int, RuleTest]] | None = None) -> list[TestResult]:
+    """Every test of rules_dir/tests (or `tests`); RuleErrors on an invalid test file."""
     results = []
-    for file, line, test in load_tests(rules_dir):
+    for file, line, test in load_tests(rules_dir, pack) if tests is None else tests:
         started = time.perf_counter()
         result = run_test(pack, test, file, line)
         result.seconds = time.perf_counter() - started

@@ -74,3 +74,47 @@ def test_engine_state_survives_a_reload(rules_copy):
     result.feed(EventDecoder(new_pack.currency), [churn_dict(days=45.0)])
     [alert] = result.of("early-churn-unrecovered")
     assert alert.severity == "warning"  # 45 days: critical only up to 30 under the new rules
+
+
+def test_a_typo_in_one_rule_refuses_the_whole_change(rules_copy):
+    """A file with one bad rule is not half-loaded: every rule stays as it was."""
+    reloader, loaded, refused = _reloader(rules_copy)
+    retention = rules_copy / "retention.yaml"
+    good = "      churn_type: full\n    within_days: 365"
+    bad = good.replace("full", "ful")
+    text = retention.read_text().replace("within_days: 180", "within_days: 90").replace(good, bad)
+    retention.write_text(text)
+    assert reloader.poll() is False
+    assert loaded == []
+    [errors] = refused
+    line = text.splitlines().index("      churn_type: ful") + 1
+    assert [str(e) for e in errors.errors] == [
+        f"{retention}:{line}: discount-then-churn: churn.churn_type: 'ful' is not one of full, "
+        "partial; did you mean 'full'?"]
+
+
+def test_an_unsafe_tag_or_an_alias_bomb_is_refused_at_reload(rules_copy):
+    reloader, loaded, refused = _reloader(rules_copy)
+    extra = rules_copy / "extra.yaml"
+    extra.write_text("lists:\n  x: !!python/object/apply:os.system [echo]\n")
+    assert reloader.poll() is False
+    assert str(refused[-1].errors[0]).startswith(f"{extra}:2: YAML tag !!python/object/apply")
+    bomb = ["lists:", "  l0: &l0 [a, a, a, a, a, a, a, a, a, a]"]
+    bomb += [f"  l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 10)}]" for n in range(1, 8)]
+    extra.write_text("\n".join(bomb) + "\n")
+    assert reloader.poll() is False
+    assert str(refused[-1].errors[0]).startswith(f"{extra}:5: aliases expand to more than")
+    assert loaded == []
+
+
+def test_an_unexpected_loader_failure_keeps_the_rules_in_force(rules_copy, monkeypatch):
+    import auditor.rules.reload as reload_module
+
+    def broken(directory):
+        raise RuntimeError("boom")
+
+    reloader, loaded, refused = _reloader(rules_copy)
+    monkeypatch.setattr(reload_module, "load_rule_pack", broken)
+    (rules_copy / "extra.yaml").write_text("lists: {}\n")
+    assert reloader.poll() is False
+    assert loaded == [] and "boom" in str(refused[0].errors[0])
