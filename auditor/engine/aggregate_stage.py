@@ -1,8 +1,11 @@
-"""Stage 2 of the engine, keyed by (rule, group, quarter): sums deals, evaluates settled periods.
+"""Stage 2 of the engine, keyed by (rule, group, period): sums deals, evaluates periods.
 
-A period is evaluated once it is settled -- the watermark has passed its end + the rule's settle
-time + the allowed lateness -- or at end of input (`flush`), and fires at most once. A late fact
-for a settled period re-evaluates it.
+When a period is evaluated is the shell's choice: the worker evaluates it once it is settled --
+the watermark (the smallest over the source partitions) has passed its end + the rule's settle
+time + the allowed lateness -- and a late fact for a settled period re-evaluates it; replay
+evaluates every period once, at end of input, or when it leaves the horizon, whichever is first
+(its figures cannot change after that). A period fires at most once: its state remembers, and a
+fact for a period already dropped past the horizon is ignored rather than starting it afresh.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from auditor.engine.alerts import Alert, money
-from auditor.engine.facts import AggregateFact
+from auditor.engine.facts import AggregateFact, deal_of
 from auditor.engine.findings import aggregate_alert
 from auditor.engine.periods import DAY, quarter_of
 from auditor.engine.sink import MetricsSink
@@ -19,6 +22,7 @@ from auditor.engine.store import AggregateStore
 from auditor.rules.compiled import AggregateRule, RulePack
 
 DEAL = AggregateFact.DEAL
+NO_ALERTS: list[Alert] = []
 
 # Live values are exported for these only: rep-level detail lives in the alerts.
 LIVE_GROUP_BY = ("team", "plan_id")
@@ -34,74 +38,96 @@ class LiveValue(NamedTuple):
 
 class AggregateStage:
     def __init__(self, rules: RulePack, store: AggregateStore, sink: MetricsSink,
-                 lateness_days: float) -> None:
+                 lateness_days: float, evaluate_on_settle: bool = True) -> None:
         self.store = store
         self.sink = sink
         self.lateness = lateness_days * DAY
+        self.evaluate_on_settle = evaluate_on_settle
         self.set_rules(rules)
 
     def set_rules(self, rules: RulePack) -> None:
         self.rules = {r.meta.id: r for r in rules.aggregate_rules}
         self.currency = rules.currency.reporting
         self.horizon = rules.longest_window_days() * DAY
-        self._next_settle = float("-inf")  # recomputed on the next fact
+        self._next_check = float("-inf")  # recomputed on the next watermark
+        watermark = self.store.watermark
+        # Periods that ended before this are gone (or were never kept): facts for them are not
+        # counted, so a period can never fire a second time.
+        self._cutoff = watermark - self.horizon - self.lateness if watermark else float("-inf")
 
     def apply(self, fact: AggregateFact) -> list[Alert]:
         rule = self.rules.get(fact.rule)
         if rule is None:  # a rule removed by a reload while its facts were in flight
+            return []
+        if fact.period_end < self._cutoff:
             return []
         key = fact.key
         store = self.store
         state = store.get(key)
         if state is None:
             state = AggregateState(fact.rule, fact.group, fact.period, fact.period_end)
-            # A new period may settle before every one already known.
-            settles_at = self._settles_at(rule, state)
-            if settles_at < self._next_settle:
-                self._next_settle = settles_at
+            # A new period may need a look before every one already known.
+            check_at = self._check_at(rule, state)
+            if check_at < self._next_check:
+                self._next_check = check_at
         if fact.kind == DEAL:
             entry = fact.entry
             if entry is None:
                 entry = (fact.deal_type, fact.amount, fact.acv, fact.paid_upfront)
-            changed = state.add_entry(fact.deal_id, entry)
+            changed = state.add_entry(fact.member, entry)
         else:
-            changed = state.add_churned(fact.deal_id)
+            changed = state.add_churned(fact.member)
         if not changed:  # re-delivered
-            return []
+            return NO_ALERTS
         store.put(key, state)
+        if not state.settled:
+            return NO_ALERTS
         alerts: list[Alert] = []
-        if state.settled:
-            self._evaluate(rule, state, key, alerts)
-        watermark = fact.watermark
+        self._evaluate(rule, state, key, alerts)  # a late fact for a settled period
+        return alerts
+
+    def observe(self, watermark: float) -> list[Alert]:
+        """The watermark moved: evaluate what settled, drop what left the horizon."""
+        store = self.store
         if watermark > store.watermark:
             store.watermark = watermark
-            if watermark >= self._next_settle:
-                self.advance(watermark, alerts)
+        watermark = store.watermark  # read back: a store may derive its own
+        if watermark < self._next_check:
+            return NO_ALERTS
+        alerts: list[Alert] = []
+        self.advance(watermark, alerts)
         return alerts
 
     def advance(self, watermark: float, alerts: list[Alert]) -> None:
         """Evaluate periods that settled by `watermark`, forget those past the horizon."""
-        next_settle = float("inf")
-        cutoff = watermark - self.horizon - self.lateness
+        next_check = float("inf")
+        self._cutoff = cutoff = watermark - self.horizon - self.lateness
         for key, state in self.store.items():
             rule = self.rules.get(state.rule)
             if rule is None:
                 self.store.delete(key)
                 continue
-            if not state.settled:
-                settles_at = self._settles_at(rule, state)
-                if watermark >= settles_at:
-                    # Evaluate before the horizon check: a period is never dropped unevaluated.
+            if state.end < cutoff:
+                if not state.settled:  # never dropped unevaluated
                     state.settled = True
                     self._evaluate(rule, state, key, alerts)
-                else:
-                    next_settle = min(next_settle, settles_at)
-            if state.end < cutoff:
                 self.store.delete(key)
-        self._next_settle = next_settle
+                continue
+            if (self.evaluate_on_settle and not state.settled
+                    and watermark >= self._settles_at(rule, state)):
+                state.settled = True
+                self._evaluate(rule, state, key, alerts)
+            next_check = min(next_check, self._check_at(rule, state))
+        self._next_check = next_check
 
     def _settles_at(self, rule: AggregateRule, state: AggregateState) -> float:
         return state.end + rule.settle_days * DAY + self.lateness
+
+    def _check_at(self, rule: AggregateRule, state: AggregateState) -> float:
+        """The watermark at which this period next needs a look: it settles, or leaves."""
+        if self.evaluate_on_settle and not state.settled:
+            return self._settles_at(rule, state)
+        return state.end + self.horizon + self.lateness
 
     def live_values(self) -> list[LiveValue]:
         """The value of each team and plan aggregate in the watermark's quarter, for a gauge."""
@@ -174,7 +200,7 @@ def explain(rule: AggregateRule, state: AggregateState) -> tuple[dict[str, objec
     """(evidence, at_risk) of a period that fired: the numbers behind its value."""
     totals = state.totals
     if rule.measure == "early_churn_share":
-        churned = sorted(d for d in state.churned if d in state.deals)
+        churned = [deal_of(m) for m in sorted(state.churned) if m in state.deals]
         at_risk = state.churned_upfront if rule.at_risk == "churned_paid_upfront" else 0.0
         return {
             "deals": len(state.deals), "churned_deals": len(churned),

@@ -9,7 +9,8 @@ from typing import Any
 
 
 def alert_id(rule_id: str, *key: str) -> str:
-    """Deterministic, so a re-delivered alert can be recognised and de-duplicated."""
+    """Deterministic, so a re-delivered alert can be recognised and de-duplicated. A finding
+    about a deal is keyed by (account, deal, ...): deal ids are unique per account only."""
     return hashlib.sha256("\x1f".join((rule_id, *key)).encode()).hexdigest()
 
 

@@ -23,6 +23,9 @@ DEFAULT_LATENESS_DAYS = 30.0
 
 
 class AuditEngine:
+    """Both stages in one process, as `replay` runs them: aggregate periods are evaluated once,
+    at end of input (`flush`) or as they leave the horizon."""
+
     def __init__(
         self,
         rules: RulePack,
@@ -35,7 +38,8 @@ class AuditEngine:
         self.accounts = accounts if accounts is not None else MemoryAccountStore()
         self.aggregates = aggregates if aggregates is not None else MemoryAggregateStore()
         self.join = JoinStage(rules, self.accounts, self.sink, lateness_days)
-        self.aggregate = AggregateStage(rules, self.aggregates, self.sink, lateness_days)
+        self.aggregate = AggregateStage(rules, self.aggregates, self.sink, lateness_days,
+                                        evaluate_on_settle=False)
         self.rules = rules
 
     def set_rules(self, rules: RulePack) -> None:
@@ -45,16 +49,17 @@ class AuditEngine:
         self.aggregate.set_rules(rules)
 
     def process(self, event: Event) -> list[Alert]:
-        alerts, facts = self.join.process(event)
-        if alerts:
-            sink = self.sink
-            for alert in alerts:
-                sink.alert(alert)
-        if facts:
+        joined = self.join.process(event)
+        alerts = joined.alerts
+        if joined.facts:
             alerts = list(alerts)
             apply = self.aggregate.apply
-            for fact in facts:
+            for fact in joined.facts:
                 alerts.extend(apply(fact))
+        dropped = self.aggregate.observe(self.accounts.watermark)
+        if dropped:
+            alerts = [*alerts, *dropped]
+        self.join.report(event.event_type, joined)  # all went well: count it once
         return alerts
 
     def live_values(self) -> list[LiveValue]:

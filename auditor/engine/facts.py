@@ -1,7 +1,8 @@
-"""What the join stage tells the aggregate stage: one deal's contribution to a group's period.
+"""What the join stage tells the aggregate stage: a deal counted in a (rule, group, period), or
+one of those deals whose account churned soon enough to count against it.
 
-In the worker these travel through a repartition topic keyed by `key`, so they must be plain
-data, and applying one twice must change nothing (at-least-once delivery).
+In the worker these cross a repartition topic (auditor/worker/records.py gives their wire form);
+in replay they are passed directly.
 """
 
 from __future__ import annotations
@@ -12,33 +13,44 @@ from typing import Any
 DealEntry = tuple[str, float, float, float]
 
 
+def member(account_id: str, deal_id: str) -> str:
+    """A deal's key inside an aggregate period: deal ids are unique per account only."""
+    return f"{account_id}\x1f{deal_id}"
+
+
+def deal_of(member_key: str) -> str:
+    return member_key.partition("\x1f")[2]
+
+
 class AggregateFact:
-    # What a fact is (to_dict, from_dict, the repartition topic): FIELDS. `key` is derived from
-    # them; `entry`, when given, is the deal's DealEntry, one tuple shared by the facts of one
-    # deal and kept as is by the periods it counts in (a fact read back from the topic has none).
-    FIELDS = ("acv", "amount", "deal_id", "deal_type", "group", "kind", "paid_upfront", "period",
-              "period_end", "rule", "watermark")
-    __slots__ = (*FIELDS, "entry", "key")
+    # What a fact is (to_dict, from_dict, the repartition topic): FIELDS. `key` and `member`
+    # are derived from them; `entry`, when given, is the deal's DealEntry, one tuple shared by
+    # the facts of one deal and kept as is by the periods it counts in (a fact read back from
+    # the topic has none).
+    FIELDS = ("account_id", "acv", "amount", "deal_id", "deal_type", "group", "kind",
+              "paid_upfront", "period", "period_end", "rule")
+    __slots__ = (*FIELDS, "entry", "key", "member")
 
     DEAL = "deal"
     CHURNED = "churned"  # the deal's account churned soon enough to count against it
 
     def __init__(self, kind: str, rule: str, group: str, period: str, period_end: float,
-                 deal_id: str, deal_type: str, amount: float, acv: float, paid_upfront: float,
-                 watermark: float, entry: DealEntry | None = None) -> None:
+                 account_id: str, deal_id: str, deal_type: str, amount: float, acv: float,
+                 paid_upfront: float, entry: DealEntry | None = None) -> None:
         self.kind = kind
         self.rule = rule
         self.group = group
         self.period = period
         self.period_end = period_end
+        self.account_id = account_id
         self.deal_id = deal_id
         self.deal_type = deal_type
         self.amount = amount
         self.acv = acv
         self.paid_upfront = paid_upfront
-        self.watermark = watermark  # the join stage's, so the aggregate stage can settle periods
         self.entry = entry
         self.key = f"{rule}\x1f{group}\x1f{period}"  # every fact is applied, or sent, by key
+        self.member = member(account_id, deal_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}

@@ -83,8 +83,8 @@ def deal_alert(rule: DealRule, deal: Deal, currency: str) -> Alert:
         "commission_amount": money(deal.amount), "paid_upfront": money(deal.paid_upfront),
         "upfront_share": round(share, 4),
     }
-    return _deal_alert(rule.meta, (deal.deal_id,), rule.severity, closed_at, summary,
-                       at_risk, currency, deal, evidence)
+    return _deal_alert(rule.meta, (deal.account_id, deal.deal_id), rule.severity, closed_at,
+                       summary, at_risk, currency, deal, evidence)
 
 
 def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: str) -> Alert:
@@ -106,16 +106,16 @@ def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: 
             f"{days:.0f} days later (deal {deal.deal_id}), earning "
             f"{money(deal.amount):,.2f} {currency} commission."
         )
-        return _deal_alert(rule.meta, (deal.deal_id,), severity, closed_at, summary,
-                           at_risk, currency, deal, evidence)
+        return _deal_alert(rule.meta, (deal.account_id, deal.deal_id), severity, closed_at,
+                           summary, at_risk, currency, deal, evidence)
     summary = (
         f"Account {deal.account_id} churned ({churn.churn_type}) {days:.0f} days after "
         f"{deal.deal_type} deal {deal.deal_id}"
         + f" ({deal.discount_pct:.0%} discount)"
         + f"; {money(at_risk):,.2f} {currency} of commission paid upfront is unrecovered."
     )
-    return _deal_alert(rule.meta, (deal.deal_id, churn.event_id), severity, churned_at,
-                       summary, at_risk, currency, deal, evidence)
+    return _deal_alert(rule.meta, (deal.account_id, deal.deal_id, churn.event_id), severity,
+                       churned_at, summary, at_risk, currency, deal, evidence)
 
 
 def aggregate_alert(rule: AggregateRule, state: AggregateState, value: float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
+from typing import NamedTuple
 
 from auditor.engine.alerts import Alert
 from auditor.engine.facts import AggregateFact
@@ -27,6 +28,19 @@ DEAL, CHURNED = AggregateFact.DEAL, AggregateFact.CHURNED
 _Aggregate = tuple[AggregateRule, str, Callable[[Deal], str], bool]
 
 
+class Joined(NamedTuple):
+    """What one event did at the join stage: its outcome for the events counter, the alerts it
+    raised and the facts it sends on. Reported (`JoinStage.report`) only once the caller has
+    handled all of it, so an event that fails half-way is counted once, as invalid."""
+
+    outcome: str  # processed, late or duplicate
+    alerts: list[Alert]
+    facts: list[AggregateFact]
+
+
+DUPLICATE = Joined("duplicate", NO_ALERTS, NO_FACTS)
+
+
 class JoinStage:
     def __init__(self, rules: RulePack, store: AccountStore, sink: MetricsSink,
                  lateness_days: float) -> None:
@@ -34,7 +48,6 @@ class JoinStage:
         self.sink = sink
         self.set_rules(rules)
         self.lateness = lateness_days * DAY
-        self._now = store.watermark
 
     def set_rules(self, rules: RulePack) -> None:
         """Swap the rule pack; state is kept (hot reload)."""
@@ -49,7 +62,7 @@ class JoinStage:
             for r in rules.aggregate_rules
         )
 
-    def process(self, event: Event) -> tuple[list[Alert], list[AggregateFact]]:
+    def process(self, event: Event) -> Joined:
         store = self.store
         state = store.get(event.account_id)
         if state is None:
@@ -57,16 +70,14 @@ class JoinStage:
         elif event.event_id in state.event_ids or (
             type(event) is Deal and event.deal_id in state.deals
         ):
-            self.sink.event(event.event_type, "duplicate")
-            return NO_ALERTS, NO_FACTS
+            return DUPLICATE
         time = event.time
         watermark = store.watermark
         if time > watermark:
             store.watermark = time
         # Read back: a store may hold the watermark behind (the worker's, at its slowest input).
-        self._now = now = store.watermark
+        now = store.watermark
         outcome = "late" if time < now - self.lateness else "processed"
-        self.sink.event(event.event_type, outcome)
 
         if type(event) is Deal:
             alerts, facts = self._on_deal(event, state)
@@ -81,7 +92,20 @@ class JoinStage:
         # Expire once per day of event time, not per event.
         if now > watermark and int(now // DAY) != int(watermark // DAY):
             store.expire(now - self.horizon - self.lateness)
-        return alerts, facts
+        return Joined(outcome, alerts, facts)
+
+    def audit(self, event: Event) -> Joined:
+        """`process` and `report`: the whole of an event's work when this stage is alone."""
+        joined = self.process(event)
+        self.report(event.event_type, joined)
+        return joined
+
+    def report(self, event_type: str, joined: Joined) -> None:
+        """Count the event and its alerts, once its outputs are in hand."""
+        sink = self.sink
+        sink.event(event_type, joined.outcome)
+        for alert in joined.alerts:
+            sink.alert(alert)
 
     def _on_deal(self, deal: Deal, state: AccountState) -> tuple[list[Alert], list[AggregateFact]]:
         alerts: list[Alert] = []
@@ -101,20 +125,20 @@ class JoinStage:
                     self._join_deal(join, deal, state, alerts)
         facts: list[AggregateFact] = []
         period, end = quarter_of(deal.time)
-        deal_id, now, churns = deal.deal_id, self._now, state.churns
+        account_id, deal_id, churns = deal.account_id, deal.deal_id, state.churns
         deal_type, amount, acv, upfront = deal.deal_type, deal.amount, deal.acv, deal.paid_upfront
         # One tuple of the deal's figures, shared by its facts and the periods that keep them.
         entry = (deal_type, amount, acv, upfront)
         for agg, rule_id, group_of, churn_share in self._aggregates:
             if agg.deal is None or agg.deal(deal):
                 group = group_of(deal)
-                facts.append(AggregateFact(DEAL, rule_id, group, period, end, deal_id, deal_type,
-                                           amount, acv, upfront, now, entry))
+                facts.append(AggregateFact(DEAL, rule_id, group, period, end, account_id, deal_id,
+                                           deal_type, amount, acv, upfront, entry))
                 if churn_share and churns and any(
                     self._churned_early(agg, deal, churn) for churn in churns
                 ):
-                    facts.append(AggregateFact(CHURNED, rule_id, group, period, end, deal_id,
-                                               deal_type, amount, acv, upfront, now))
+                    facts.append(AggregateFact(CHURNED, rule_id, group, period, end, account_id,
+                                               deal_id, deal_type, amount, acv, upfront))
         return alerts, facts
 
     def _join_deal(self, join: JoinRule, deal: Deal, state: AccountState,
@@ -169,8 +193,8 @@ class JoinStage:
                     period, end = quarter_of(deal.time)
                     group = getattr(deal, agg.group_by)
                     facts.append(AggregateFact(CHURNED, agg.meta.id, group, period, end,
-                                               deal.deal_id, deal.deal_type, deal.amount,
-                                               deal.acv, deal.paid_upfront, self._now))
+                                               deal.account_id, deal.deal_id, deal.deal_type,
+                                               deal.amount, deal.acv, deal.paid_upfront))
         return alerts, facts
 
     @staticmethod

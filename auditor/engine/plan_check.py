@@ -50,7 +50,8 @@ def plan_alert(registry: PlanRegistry, deal: Deal, currency: str) -> Alert | Non
         plan.paid_at_close.single_year)
     at_risk = max(0.0, deal.paid_upfront - expected * share)
     return Alert(
-        alert_id=alert_id(RULE, deal.deal_id), rule=RULE, kind="deal", severity="warning",
+        alert_id=alert_id(RULE, deal.account_id, deal.deal_id), rule=RULE, kind="deal",
+        severity="warning",
         event_time=format_time(deal.time),
         summary=f"Deal {deal.deal_id} contradicts plan {deal.plan_id}: " + "; ".join(found) + ".",
         at_risk=money(at_risk), currency=currency, deal_id=deal.deal_id,

@@ -79,8 +79,8 @@ class AccountState:
 
 
 class AggregateState:
-    """One (rule, group, quarter): the contributing deals by id, so re-delivery cannot count twice,
-    and running totals, so a live value costs O(1) per fact."""
+    """One (rule, group, quarter): the contributing deals by (account, deal) key (facts.member),
+    so re-delivery cannot count twice, and running totals, so a live value costs O(1) per fact."""
 
     __slots__ = ("churned", "churned_count", "churned_upfront", "deals", "end", "fired", "group",
                  "period", "rule", "settled", "totals")
@@ -90,9 +90,9 @@ class AggregateState:
         self.group = group
         self.period = period
         self.end = end
-        # deal_id -> (deal_type, commission amount, acv, paid_upfront)
+        # member key -> (deal_type, commission amount, acv, paid_upfront)
         self.deals: dict[str, DealEntry] = {}
-        self.churned: set[str] = set()  # deal ids that count as churned early
+        self.churned: set[str] = set()  # member keys of deals that count as churned early
         # deal_type -> [deals, commission, acv]
         self.totals: dict[str, list[float]] = {}
         self.churned_count = 0  # churned deals that are also in `deals`
@@ -100,16 +100,16 @@ class AggregateState:
         self.settled = False
         self.fired = False
 
-    def add_deal(self, deal_id: str, deal_type: str, amount: float, acv: float,
+    def add_deal(self, key: str, deal_type: str, amount: float, acv: float,
                  paid_upfront: float) -> bool:
-        return self.add_entry(deal_id, (deal_type, amount, acv, paid_upfront))
+        return self.add_entry(key, (deal_type, amount, acv, paid_upfront))
 
-    def add_entry(self, deal_id: str, entry: DealEntry) -> bool:
+    def add_entry(self, key: str, entry: DealEntry) -> bool:
         """`add_deal` with the deal's figures as one tuple, kept as given (shared, not copied)."""
         deals = self.deals
-        if deal_id in deals:
+        if key in deals:
             return False
-        deals[deal_id] = entry
+        deals[key] = entry
         deal_type, amount, acv, _ = entry
         total = self.totals.get(deal_type)
         if total is None:
@@ -118,21 +118,21 @@ class AggregateState:
             total[0] += 1
             total[1] += amount
             total[2] += acv
-        if deal_id in self.churned:
-            self._count_churned(deal_id)
+        if key in self.churned:
+            self._count_churned(key)
         return True
 
-    def add_churned(self, deal_id: str) -> bool:
-        if deal_id in self.churned:
+    def add_churned(self, key: str) -> bool:
+        if key in self.churned:
             return False
-        self.churned.add(deal_id)
-        if deal_id in self.deals:
-            self._count_churned(deal_id)
+        self.churned.add(key)
+        if key in self.deals:
+            self._count_churned(key)
         return True
 
-    def _count_churned(self, deal_id: str) -> None:
+    def _count_churned(self, key: str) -> None:
         self.churned_count += 1
-        self.churned_upfront += self.deals[deal_id][3]
+        self.churned_upfront += self.deals[key][3]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -144,10 +144,10 @@ class AggregateState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateState:
         state = cls(data["rule"], data["group"], data["period"], data["end"])
-        for deal_id in data["churned"]:
-            state.add_churned(deal_id)
-        for deal_id, (deal_type, amount, acv, upfront) in data["deals"].items():
-            state.add_deal(deal_id, deal_type, amount, acv, upfront)
+        for key in data["churned"]:
+            state.add_churned(key)
+        for key, (deal_type, amount, acv, upfront) in data["deals"].items():
+            state.add_deal(key, deal_type, amount, acv, upfront)
         state.settled = data["settled"]
         state.fired = data["fired"]
         return state

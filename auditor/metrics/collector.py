@@ -33,13 +33,13 @@ class AuditorCollector(Collector):
         events = CounterMetricFamily(
             "auditor_events", "Events read, by outcome; each event counted once.",
             labels=("event_type", "outcome"))
-        for (event_type, outcome), n in sorted(c.events.items()):
+        for (event_type, outcome), n in c.events_series():
             events.add_metric((event_type, outcome), n)
         yield events
 
         dead = CounterMetricFamily("auditor_deadletters", "Dead-lettered inputs by reason.",
                                    labels=("reason",))
-        for reason, n in sorted(c.deadletters.items()):
+        for reason, n in c.deadletter_series():
             dead.add_metric((reason,), n)
         yield dead
 
@@ -48,16 +48,18 @@ class AuditorCollector(Collector):
         last = GaugeMetricFamily("auditor_last_alert_timestamp_seconds",
                                  "Wall-clock time of the last finding of the series.",
                                  labels=("rule", "severity", "team"))
-        for key, n in sorted(c.alerts.items()):
+        for key, n in c.alert_series():
             alerts.add_metric(key, n)
-            last.add_metric(key, c.last_alert[key])
+        # Only for series with a finding: a timestamp has no first increment to miss.
+        for key, when in sorted(c.last_alert.items()):
+            last.add_metric(key, when)
         yield alerts
         yield last
 
         at_risk = CounterMetricFamily("auditor_commission_at_risk",
                                       "Commission put at risk by findings, in the reporting "
                                       "currency.", labels=("rule", "team", "currency"))
-        for key, amount in sorted(c.at_risk.items()):
+        for key, amount in c.at_risk_series():
             at_risk.add_metric(key, round(amount, 2))
         yield at_risk
 

@@ -2,6 +2,12 @@
 
 A prometheus-client Counter call costs about a microsecond with labels; these are dict
 increments. The exporter (collector.py) turns them into metric families at scrape time.
+
+Labelled counters whose label values are known in advance are exported at 0 from the start, so
+`increase()` sees their first increment: the event outcomes, the dead-letter reasons, and the
+findings of the rules in force (`declare_rules`). The dicts below hold only what was counted;
+the zeros are added at export (`*_series`), so a rule removed by a reload loses its zero series
+but keeps the values it counted: a counter never goes backwards.
 """
 
 from __future__ import annotations
@@ -9,9 +15,51 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections import defaultdict
+from dataclasses import dataclass
 
 from auditor.engine.alerts import Alert
-from auditor.events.deadletter import DeadLetter
+from auditor.engine.plan_check import RULE as PLAN_CONTRADICTION
+from auditor.events.deadletter import REASONS, DeadLetter
+from auditor.events.models import EVENT_TYPES
+from auditor.rules.compiled import RulePack
+
+# Every outcome of an event (DESIGN.md, Metrics): each event is counted once, under one of them.
+OUTCOMES = ("processed", "late", "duplicate", "invalid")
+# The event type of a dead letter whose input did not say a known one.
+UNKNOWN_EVENT_TYPE = "unknown"
+KNOWN_EVENTS: tuple[tuple[str, str], ...] = (
+    *((event_type, outcome) for event_type in EVENT_TYPES for outcome in OUTCOMES),
+    (UNKNOWN_EVENT_TYPE, "invalid"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredRule:
+    """What a rule in force can count, known before its first finding."""
+
+    rule: str
+    severities: tuple[str, ...]
+    # The `team` label of its findings: the sales team of a deal or of a by-team aggregate
+    # (True: not known in advance), or always "" (aggregates by plan or rep).
+    by_team: bool
+    at_risk: bool  # its findings can put commission at risk
+
+
+def declared_rules(rules: RulePack) -> tuple[DeclaredRule, ...]:
+    """The findings each rule of `rules` can count: its id, severities (every tier of a join
+    rule), whether they carry a team, whether they put money at risk."""
+    declared = [DeclaredRule(r.meta.id, (r.severity,), True, r.at_risk != "none")
+                for r in rules.deal_rules]
+    for j in rules.join_rules:
+        tiers = ((j.severity,) if j.severity is not None
+                 else (*(s for _, s in j.severity_tiers), j.severity_otherwise))
+        declared.append(DeclaredRule(j.meta.id, tuple(sorted(set(tiers))), True,
+                                     j.at_risk != "none"))
+    declared += [DeclaredRule(a.meta.id, (a.severity,), a.group_by == "team", a.at_risk != "none")
+                 for a in rules.aggregate_rules]
+    if rules.plans is not None:  # the engine checks every deal against its registered plan
+        declared.append(DeclaredRule(PLAN_CONTRADICTION, ("warning",), True, True))
+    return tuple(declared)
 
 
 class Histogram:
@@ -54,6 +102,13 @@ class RunCounters:
         self.reload_success = 1
         self.last_reload = 0.0
         self.watermark = 0.0
+        # Replaced, never mutated, so a scrape on another thread reads a consistent set.
+        self.declared: tuple[DeclaredRule, ...] = ()
+        self.currency = "USD"  # the reporting currency of the rules in force
+        # Teams seen in findings so far: teams are not known in advance, but once one is seen,
+        # the other rules' first findings for it are counted from 0.
+        self.teams: tuple[str, ...] = ()
+        self._team_set: set[str] = set()
 
     # MetricsSink
     def event(self, event_type: str, outcome: str) -> None:
@@ -61,27 +116,77 @@ class RunCounters:
 
     def alert(self, alert: Alert) -> None:
         key = (alert.rule, alert.severity, alert.metric_team)
+        if key[2] and key[2] not in self._team_set:  # a team seen for the first time
+            self._team_set.add(key[2])
+            self.teams = (*self.teams, key[2])
         self.alerts[key] += 1
         self.last_alert[key] = self._now()
         if alert.at_risk:
             self.at_risk[alert.rule, key[2], alert.currency] += alert.at_risk
 
     # Shell observations
-    def dead_letter(self, letter: DeadLetter) -> None:
-        self.events[letter.event_type, "invalid"] += 1
+    def dead_letter(self, letter: DeadLetter, event: bool = True) -> None:
+        """`event`: the dead letter is an input event's (counted invalid), not a record of the
+        worker's own that it could not read or send."""
+        if event:
+            self.events[letter.event_type, "invalid"] += 1
         self.deadletters[letter.reason] += 1
 
-    def rules_reloaded(self, loaded: int | None) -> None:
-        """`loaded` rules now in force, or None when a reload was refused."""
+    def declare_rules(self, rules: RulePack) -> None:
+        """The rules now in force: their findings are exported at 0 until counted. Call at
+        load and at every reload (`rules_reloaded(pack)` does both)."""
+        self.currency = rules.currency.reporting
+        self.declared = declared_rules(rules)
+
+    def rules_reloaded(self, loaded: RulePack | int | None) -> None:
+        """The rules now in force (or just their number), or None when a reload was refused.
+
+        Given the pack, its rules are also declared (`declare_rules`); given a number, the
+        declared rules stay as they were.
+        """
         self.last_reload = self._now()
         if loaded is None:
             self.reload_success = 0
-        else:
-            self.reload_success = 1
-            self.rules_loaded = loaded
+            return
+        self.reload_success = 1
+        if isinstance(loaded, RulePack):
+            self.declare_rules(loaded)
+            loaded = loaded.rule_count
+        self.rules_loaded = loaded
 
     def events_by_outcome(self) -> dict[str, int]:
         result: dict[str, int] = defaultdict(int)
         for (_, outcome), n in self.events.items():
             result[outcome] += n
         return dict(result)
+
+    # What the exporter shows: the counts, plus 0 for every series known in advance.
+    def events_series(self) -> list[tuple[tuple[str, str], int]]:
+        series = dict.fromkeys(KNOWN_EVENTS, 0)
+        series.update(self.events)
+        return sorted(series.items())
+
+    def deadletter_series(self) -> list[tuple[str, int]]:
+        series = dict.fromkeys(REASONS, 0)
+        series.update(self.deadletters)
+        return sorted(series.items())
+
+    def alert_series(self) -> list[tuple[tuple[str, str, str], int]]:
+        teams = self.teams
+        series: dict[tuple[str, str, str], int] = {}
+        for declared in self.declared:
+            for severity in declared.severities:
+                for team in teams if declared.by_team else ("",):
+                    series[declared.rule, severity, team] = 0
+        series.update(self.alerts)
+        return sorted(series.items())
+
+    def at_risk_series(self) -> list[tuple[tuple[str, str, str], float]]:
+        teams, currency = self.teams, self.currency
+        series: dict[tuple[str, str, str], float] = {}
+        for declared in self.declared:
+            if declared.at_risk:
+                for team in teams if declared.by_team else ("",):
+                    series[declared.rule, team, currency] = 0.0
+        series.update(self.at_risk)
+        return sorted(series.items())

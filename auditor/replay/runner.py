@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gc
 import sys
-import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import BinaryIO, TextIO
@@ -17,6 +16,7 @@ from auditor.engine.alerts import Alert
 from auditor.engine.engine import DEFAULT_LATENESS_DAYS, AuditEngine
 from auditor.events.deadletter import DeadLetter
 from auditor.events.decode import EventDecoder
+from auditor.intake import Intake
 from auditor.metrics.counters import RunCounters
 from auditor.replay.progress import Progress
 from auditor.rules.compiled import RulePack
@@ -37,9 +37,10 @@ class Replay:
         progress: Progress | None = None,
     ) -> None:
         self.counters = counters or RunCounters()
-        self.counters.rules_reloaded(rules.rule_count)
+        self.counters.rules_reloaded(rules)
         self.engine = AuditEngine(rules, self.counters, lateness_days)
         self.decoder = EventDecoder(rules.currency)
+        self.intake = Intake(self.decoder, self.counters)
         self.on_alert = on_alert or (lambda alert: None)
         self.on_deadletter = on_deadletter or (lambda letter: None)
         self.progress = progress
@@ -51,7 +52,7 @@ class Replay:
         """New rules from the next event on; the engine's state is kept."""
         self.engine.set_rules(rules)
         self.decoder.set_currency(rules.currency)
-        self.counters.rules_reloaded(rules.rule_count)
+        self.counters.rules_reloaded(rules)
 
     def run_files(self, paths: Iterable[str]) -> RunCounters:
         # The engine allocates a few objects per event and keeps most of them for months of
@@ -79,40 +80,28 @@ class Replay:
         return self.finish()
 
     def feed(self, stream: BinaryIO | Iterable[bytes], name: str) -> None:
-        decode = self.decoder.decode
-        process = self.engine.process
-        counters = self.counters
-        observe = counters.processing.observe
-        lag = counters.lag
+        take, process = self.intake.take, self.engine.process
         on_alert, on_deadletter = self.on_alert, self.on_deadletter
-        clock = time.perf_counter
-        now = time.time()
         lineno = 0
         for lineno, raw in enumerate(stream, 1):
             if self.pending_rules is not None:
                 rules, self.pending_rules = self.pending_rules, None
                 self.set_rules(rules)
-            started = clock()
             line = raw.rstrip(b"\r\n")
             if not line or line.isspace():
                 continue  # blank lines are not events
-            event = decode(line, f"{name}:{lineno}")
-            if type(event) is DeadLetter:
-                counters.dead_letter(event)
-                on_deadletter(event)
+            result = take(line, f"{name}:{lineno}", process)
+            if type(result) is DeadLetter:
+                on_deadletter(result)
                 continue
-            for alert in process(event):  # type: ignore[arg-type]
+            for alert in result:  # type: ignore[union-attr]
                 on_alert(alert)
-            observe(clock() - started)
-            lag.observe(now - event.time)  # type: ignore[union-attr]
             if lineno & 0x1FFF == 0:
                 gc.freeze()
-            if lineno & 0x3FFF == 0:
-                now = time.time()
-                if self.progress is not None:
-                    self.progress.update(self.lines + lineno, name)
+            if lineno & 0x3FFF == 0 and self.progress is not None:
+                self.progress.update(self.lines + lineno, name)
         self.lines += lineno
-        counters.watermark = self.engine.accounts.watermark
+        self.counters.watermark = self.engine.accounts.watermark
 
     def finish(self) -> RunCounters:
         """End of input: every aggregate period is evaluated once."""

@@ -1,35 +1,52 @@
 """The engine as the worker runs it: one join stage per input partition, one aggregate stage per
 repartition-topic partition, each over its own slice of the state tables.
 
-No faust here: the tables come in as mappings, and the caller publishes what comes out. That
-keeps this testable without a broker, and keeps faust to auditor/worker/app.py.
+No faust here: the tables come in as mappings, and the caller sends what comes out -- alerts,
+dead letters, facts messages, then changelog records -- and commits offsets after. That keeps
+this testable without a broker, and keeps faust to auditor/worker/app.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.engine.aggregate_stage import AggregateStage, LiveValue
 from auditor.engine.alerts import Alert
 from auditor.engine.facts import AggregateFact
-from auditor.engine.join_stage import JoinStage
+from auditor.engine.join_stage import Joined, JoinStage
+from auditor.engine.periods import DAY
 from auditor.events.deadletter import DeadLetter
 from auditor.events.decode import EventDecoder
+from auditor.events.models import Event
+from auditor.intake import Intake
 from auditor.metrics.counters import RunCounters
 from auditor.rules.compiled import RulePack
-from auditor.worker.tables import TableAccountStore, TableAggregateStore
+from auditor.worker.partitioning import expected_partition
+from auditor.worker.records import (
+    FactsMessage,
+    UnreadableRecord,
+    decode_facts,
+    encode_facts,
+)
+from auditor.worker.tables import (
+    Changelog,
+    ChangelogRecord,
+    StoreContext,
+    TableAccountStore,
+    TableAggregateStore,
+)
 
 log = logging.getLogger(__name__)
+TABLES = ("accounts", "aggregates", "watermarks")
+# Facts messages stay well under a broker's default 1 MiB message limit.
+FACTS_MAX_BYTES = 256 * 1024
 
 
 @dataclass
 class Outputs:
     alerts: list[Alert] = field(default_factory=list)
-    facts: list[AggregateFact] = field(default_factory=list)
     deadletters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -42,130 +59,172 @@ class StateTables:
     watermarks: Any
 
 
+class _JoinPartition:
+    """One input partition's join stage, its store, and the facts it has yet to send."""
+
+    def __init__(self, stage: JoinStage, store: TableAccountStore) -> None:
+        self.stage = stage
+        self.store = store
+        self.facts: dict[str, list[AggregateFact]] = {}
+        self.heartbeat_day: int | None = None  # the watermark's day when last sent to all
+
+    def audit(self, event: Event) -> Joined:
+        self.store.observe(event.event_type, event.time)
+        joined = self.stage.audit(event)
+        for fact in joined.facts:
+            self.facts.setdefault(fact.key, []).append(fact)
+        return joined
+
+
 class Pipeline:
     def __init__(self, rules: RulePack, counters: RunCounters, tables: StateTables,
-                 lateness_days: float) -> None:
+                 lateness_days: float, partitions: int = 4) -> None:
         self.counters = counters
         self.tables = tables
         self.lateness_days = lateness_days
-        # By partition: a stage and the table-backed store it runs over.
-        self.joins: dict[int, JoinStage] = {}
-        self.aggregates: dict[int, AggregateStage] = {}
-        self.account_stores: dict[int, TableAccountStore] = {}
-        self.aggregate_stores: dict[int, TableAggregateStore] = {}
+        self.partitions = partitions  # of the input topics, and of the repartition topic
+        self.unreadable = 0  # records of the worker's own it could not read
+        self.changelogs = {name: Changelog(name) for name in TABLES}
+        self.context = StoreContext(tables.accounts, tables.aggregates, tables.watermarks,
+                                    self.changelogs, self._on_unreadable)
+        self.joins: dict[int, _JoinPartition] = {}
+        self.aggregates: dict[int, tuple[AggregateStage, TableAggregateStore]] = {}
         self.set_rules(rules)
 
     def set_rules(self, rules: RulePack) -> None:
         """New rules from the next event on; the state is kept."""
         self.rules = rules
-        self.decoder = EventDecoder(rules.currency)
+        self.intake = Intake(EventDecoder(rules.currency), self.counters)
         for join in self.joins.values():
-            join.set_rules(rules)
-        for aggregate in self.aggregates.values():
-            aggregate.set_rules(rules)
+            join.stage.set_rules(rules)
+        for stage, _ in self.aggregates.values():
+            stage.set_rules(rules)
 
-    def forget(self) -> None:
+    def forget(self) -> list[ChangelogRecord]:
         """At a rebalance: drop every stage. Each is rebuilt on its partition's next message
         from the tables as recovered, so a partition that moved away and back is re-indexed.
-        A batch can only be waiting for its outputs' delivery here (its processing has no
-        await), so its state is logged now, after those outputs, not dropped."""
-        self.flush_joins()
-        self.flush_aggregates()
-        for stages in (self.joins, self.aggregates, self.account_stores, self.aggregate_stores):
-            stages.clear()
+        The state changed since the last flush is returned, to be logged, not dropped."""
+        records = self.state_records()
+        self.joins.clear()
+        self.aggregates.clear()
+        return records
 
     def on_input(self, topic: str, partition: int, offset: int, key: bytes | None,
                  value: bytes | None) -> Outputs:
-        """One message of an input topic."""
+        """One message of an input topic. Its facts wait for `facts_messages`."""
         out = Outputs()
         source = f"{topic}/{partition}/{offset}"
-        started = time.perf_counter()
         if not value:
-            self._dead(out, DeadLetter("empty", "the message has no value", source, ""))
+            letter = DeadLetter("empty", "the message has no value", source, "")
+            self.counters.dead_letter(letter)
+            out.deadletters.append(letter)
             return out
-        event = self.decoder.decode(value, source)
-        if type(event) is DeadLetter:
-            self._dead(out, event)
-            return out
-        assert not isinstance(event, DeadLetter)
-        account = key.decode("utf-8", "replace") if key is not None else None
-        if account != event.account_id:
-            # The key decides the partition, and so which state the event meets.
-            reason, detail = (("null_key", "the message has no key; expected its account_id")
-                              if account is None else
-                              ("key_mismatch", f"key {account!r} is not the event's account_id "
-                                               f"{event.account_id!r}"))
-            text = value.decode("utf-8", "replace")
-            self._dead(out, DeadLetter(reason, detail, source, text, event.event_type))
-            return out
-        stage, store = self._join(partition)
-        store.observe(event.event_type, event.time)
-        try:
-            alerts, facts = stage.process(event)
-        except Exception as exc:  # a bug must not stop the stream, nor lose the event
-            log.exception("processing %s failed", source)
-            self._dead(out, DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", source,
-                                       value.decode("utf-8", "replace"), event.event_type))
-            return out
-        for alert in alerts:
-            self.counters.alert(alert)
-        out.alerts = alerts
-        out.facts = facts
-        self.counters.processing.observe(time.perf_counter() - started)
-        self.counters.lag.observe(time.time() - event.time)
+
+        def placed(event: Event) -> tuple[str, str] | None:
+            return self._misplaced(event, key, partition)
+
+        result = self.intake.take(value, source, self._join(partition).audit, placed)
+        if type(result) is DeadLetter:
+            out.deadletters.append(result)
+        else:
+            assert isinstance(result, Joined)
+            out.alerts = result.alerts
         return out
 
-    def on_facts(self, partition: int, value: bytes) -> list[Alert]:
-        """One message of the repartition topic: the facts of one key from one batch (written
-        by the worker itself, so trusted)."""
-        stage = self._aggregate(partition)
-        alerts: list[Alert] = []
-        for data in json.loads(value):
-            alerts.extend(stage.apply(AggregateFact.from_dict(data)))
-        return alerts
+    def _misplaced(self, event: Event, key: bytes | None,
+                   partition: int) -> tuple[str, str] | None:
+        """The key decides the partition, and so which state the event meets: both must be
+        the ones the contract gives (key account_id, partition by murmur2 of it)."""
+        account = key.decode("utf-8", "replace") if key is not None else None
+        if account is None:
+            return "null_key", "the message has no key; expected its account_id"
+        if account != event.account_id:
+            return "key_mismatch", (f"key {account!r} is not the event's account_id "
+                                    f"{event.account_id!r}")
+        expected = expected_partition(key or b"", self.partitions)
+        if expected != partition:
+            return "wrong_partition", (
+                f"key {account!r} belongs on partition {expected} of {self.partitions} "
+                f"(murmur2, the Java client's and kafka-python's partitioner), not {partition}: "
+                f"its deals and churns would not meet; librdkafka producers must set "
+                f"partitioner=murmur2_random")
+        return None
 
-    def flush_joins(self) -> int:
-        """Log the account state changed since the last flush, once per key: after the
-        batch's outputs are delivered (or a redelivered event would find itself in the state,
-        be taken for a duplicate, and its outputs be lost), before its offsets are committed."""
-        return sum(store.view.flush() for store in self.account_stores.values())
+    def facts_messages(self, max_bytes: int = FACTS_MAX_BYTES) -> list[FactsMessage]:
+        """What the join stages have to tell the aggregate stages since the last call: facts
+        by key, each message with its source partition and that partition's watermark; and,
+        when a source's watermark reached a new day, a heartbeat to every aggregate partition,
+        so a period can settle there even if this source sends it no facts."""
+        messages: list[FactsMessage] = []
+        for source, join in self.joins.items():
+            watermark = join.store.watermark
+            for key, facts in join.facts.items():
+                messages += [FactsMessage(key, None, value)
+                             for value in encode_facts(key, source, watermark, facts, max_bytes)]
+            join.facts = {}
+            day = int(watermark // DAY)
+            if watermark and day != join.heartbeat_day:
+                join.heartbeat_day = day
+                [beat] = encode_facts(None, source, watermark, [], max_bytes)
+                messages += [FactsMessage(None, p, beat) for p in range(self.partitions)]
+        return messages
 
-    def flush_aggregates(self) -> int:
-        """The same for the aggregate periods."""
-        return sum(store.view.flush() for store in self.aggregate_stores.values())
+    def on_facts(self, partition: int, offset: int, topic: str, value: bytes | None) -> Outputs:
+        """One message of the repartition topic (written by a worker, maybe of another
+        version): its facts applied, then its source's watermark."""
+        out = Outputs()
+        try:
+            record = decode_facts(value)
+        except UnreadableRecord as exc:
+            self.unreadable += 1
+            letter = DeadLetter("unreadable_record", f"facts message: {exc}",
+                                f"{topic}/{partition}/{offset}",
+                                (value or b"").decode("utf-8", "replace"))
+            self.counters.dead_letter(letter, event=False)
+            out.deadletters.append(letter)
+            return out
+        stage, store = self._aggregate(partition)
+        for fact in record.facts:
+            out.alerts.extend(stage.apply(fact))
+        store.observe(record.source, record.watermark)
+        out.alerts.extend(stage.observe(store.watermark))
+        return out
+
+    def state_records(self) -> list[ChangelogRecord]:
+        """The state changed since the last call, once per key: to be logged after the
+        outputs of the events that changed it are delivered (or a redelivered event would find
+        itself in the state, be taken for a duplicate, and its outputs be lost), and before
+        their offsets are committed."""
+        for join in self.joins.values():
+            join.store.view.flush()
+        for _, store in self.aggregates.values():
+            store.view.flush()
+        return [r for changelog in self.changelogs.values() for r in changelog.drain()]
 
     def live_values(self) -> list[LiveValue]:
-        return [v for stage in list(self.aggregates.values()) for v in stage.live_values()]
+        return [v for stage, _ in list(self.aggregates.values()) for v in stage.live_values()]
 
     @property
     def watermark(self) -> float:
-        return max((s.store.watermark for s in list(self.joins.values())), default=0.0)
+        """The largest over this worker's input partitions (each the smaller of its topics')."""
+        return max((j.store.watermark for j in list(self.joins.values())), default=0.0)
 
-    def _dead(self, out: Outputs, letter: DeadLetter) -> None:
-        self.counters.dead_letter(letter)
-        out.deadletters.append(letter)
+    def _on_unreadable(self, what: str, problem: str) -> None:
+        self.unreadable += 1
+        log.error("cannot read %s (%s): starting it afresh", what, problem)
 
-    def _join(self, partition: int) -> tuple[JoinStage, TableAccountStore]:
-        stage = self.joins.get(partition)
-        if stage is None:
-            store = TableAccountStore(self.tables.accounts, self.tables.watermarks, partition)
+    def _join(self, partition: int) -> _JoinPartition:
+        join = self.joins.get(partition)
+        if join is None:
+            store = TableAccountStore(self.context, partition)
             stage = JoinStage(self.rules, store, self.counters, self.lateness_days)
-            self.joins[partition], self.account_stores[partition] = stage, store
-        return stage, self.account_stores[partition]
+            join = self.joins[partition] = _JoinPartition(stage, store)
+        return join
 
-    def _aggregate(self, partition: int) -> AggregateStage:
-        stage = self.aggregates.get(partition)
-        if stage is None:
-            store = TableAggregateStore(self.tables.aggregates, self.tables.watermarks, partition)
+    def _aggregate(self, partition: int) -> tuple[AggregateStage, TableAggregateStore]:
+        found = self.aggregates.get(partition)
+        if found is None:
+            store = TableAggregateStore(self.context, partition, self.partitions)
             stage = AggregateStage(self.rules, store, self.counters, self.lateness_days)
-            self.aggregates[partition], self.aggregate_stores[partition] = stage, store
-        return stage
-
-
-def encode_facts(facts: list[AggregateFact]) -> dict[str, bytes]:
-    """Facts by repartition key, one message per key: a batch sends each key once."""
-    by_key: dict[str, list[dict[str, Any]]] = {}
-    for fact in facts:
-        by_key.setdefault(fact.key, []).append(fact.to_dict())
-    return {key: json.dumps(values, separators=(",", ":")).encode()
-            for key, values in by_key.items()}
+            found = self.aggregates[partition] = (stage, store)
+        return found

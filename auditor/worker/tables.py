@@ -9,14 +9,48 @@ partition, so a store rebuilt from a recovered table finds its own keys again.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from auditor.engine.periods import DAY
 from auditor.engine.state import AccountState, AggregateState
 from auditor.engine.store import MemoryAccountStore, MemoryAggregateStore
+from auditor.worker.records import (
+    UnreadableRecord,
+    read_state_value,
+    read_watermark_value,
+    state_value,
+    watermark_value,
+)
 
+log = logging.getLogger(__name__)
 S = TypeVar("S", AccountState, AggregateState)
+# Told of a record that cannot be read: (what and where, the problem).
+OnUnreadable = Callable[[str, str], None]
+
+
+class ChangelogRecord(NamedTuple):
+    table: str
+    partition: int
+    key: str
+    value: Any  # None: a tombstone
+
+
+class Changelog:
+    """The changelog records of one table waiting to be sent: the caller sends them once the
+    outputs they follow are delivered, and awaits them, before offsets may be committed."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.pending: list[ChangelogRecord] = []
+
+    def write(self, partition: int, key: str, value: Any) -> None:
+        self.pending.append(ChangelogRecord(self.table, partition, key, value))
+
+    def drain(self) -> list[ChangelogRecord]:
+        pending, self.pending = self.pending, []
+        return pending
 
 
 class Entry(Generic[S]):
@@ -29,28 +63,32 @@ class Entry(Generic[S]):
         self.state: S = state
 
     def __json__(self) -> dict[str, Any]:  # faust's JSON codec writes the changelog with this
-        return {"p": self.partition, "s": self.state.to_dict()}
+        return state_value(self.partition, self.state.to_dict())
 
 
 def _partition_of(value: Any) -> int:
-    # A value recovered from the changelog is still the plain dict until first read.
-    return int(value["p"]) if type(value) is dict else int(value.partition)
+    # A value recovered from the changelog is still the plain dict until first read; one that
+    # cannot be read belongs to no partition (and is reported when its key is read).
+    if type(value) is dict:
+        partition = value.get("p")
+        return partition if type(partition) is int else -1
+    return int(value.partition)
 
 
 class PartitionView(MutableMapping[str, S]):
     """The keys of one partition of a state table, as a plain mapping of states.
 
-    Writes are kept back and logged by `flush`, once per key however often it changed: the
-    worker flushes after each batch of events, before their offsets can be committed. Each
-    write names its changelog partition itself, so no faust event context is needed.
+    Writes are kept back and go to the changelog on `flush`, once per key however often it
+    changed: the worker flushes after each batch of events, once its outputs are delivered.
     """
 
-    def __init__(self, table: Any, partition: int,
-                 from_dict: Callable[[dict[str, Any]], S]) -> None:
-        self.table = table
+    def __init__(self, table: Any, changelog: Changelog, partition: int,
+                 from_dict: Callable[[dict[str, Any]], S], on_unreadable: OnUnreadable) -> None:
         self.data = _without_changelog(table)
+        self.changelog = changelog
         self.partition = partition
         self.from_dict: Callable[[dict[str, Any]], S] = from_dict
+        self.on_unreadable = on_unreadable
         self.dirty: set[str] = set()
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -58,7 +96,14 @@ class PartitionView(MutableMapping[str, S]):
         if entry is None:
             return default
         if type(entry) is dict:  # recovered: decode once, keep the object, log nothing
-            entry = Entry(entry["p"], self.from_dict(entry["s"]))
+            try:
+                partition, state = read_state_value(entry)
+                entry = Entry(partition, self.from_dict(state))
+            except (UnreadableRecord, ValueError, TypeError, KeyError) as exc:
+                # Policy: reported, and the key starts afresh rather than stopping the worker.
+                self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
+                del self.data[key]
+                return default
             self.data[key] = entry
         return entry.state
 
@@ -82,30 +127,21 @@ class PartitionView(MutableMapping[str, S]):
 
     def __iter__(self) -> Iterator[str]:
         p = self.partition
-        return iter([k for k, value in self.data.items() if _partition_of(value) == p])
+        keys = [k for k, value in self.data.items() if _partition_of(value) == p]
+        # Reading decodes what was recovered, and drops (reported) what cannot be read.
+        return iter([k for k in keys if self.get(k) is not None])
 
     def __len__(self) -> int:
         p = self.partition
         return sum(1 for value in self.data.values() if _partition_of(value) == p)
 
     def flush(self) -> int:
-        """Log every changed key to the changelog; the number of keys written."""
+        """Every changed key to the changelog; the number of keys written."""
         written = len(self.dirty)
         for key in self.dirty:
-            write(self.table, self.partition, key, self.data.get(key))
+            self.changelog.write(self.partition, key, self.data.get(key))
         self.dirty.clear()
         return written
-
-
-def write(table: Any, partition: int, key: str, value: Any) -> None:
-    """One changelog record (a tombstone for None) for `key`, in `partition`."""
-    send = getattr(table, "send_changelog", None)
-    if send is None:  # a plain dict in tests: nothing to log
-        return
-    if value is None:
-        send(partition, key, None, value_serializer="raw")
-    else:
-        send(partition, key, value)
 
 
 def _without_changelog(table: Any) -> Any:
@@ -114,21 +150,41 @@ def _without_changelog(table: Any) -> Any:
 
 
 class PersistedWatermark:
-    """A store's watermark, kept in a table so a restarted worker resumes with it. Written when
-    it crosses a day boundary: expiry works in days, and a watermark one day behind after a
-    restart only delays it."""
+    """A watermark kept in a table so a restarted worker resumes with it. Written when it
+    crosses a day boundary: expiry and settling work in days, and a watermark one day behind
+    after a restart only delays them."""
 
-    def __init__(self, table: Any, partition: int, key: str) -> None:
-        self.table = table
+    def __init__(self, table: Any, changelog: Changelog, partition: int, key: str,
+                 on_unreadable: OnUnreadable) -> None:
+        self.data = _without_changelog(table)
+        self.changelog = changelog
         self.partition = partition
         self.key = key
-        self.value = float(_without_changelog(table).get(key) or 0.0)
+        self.value = 0.0
+        stored = self.data.get(key)
+        if stored is not None:
+            try:
+                self.value = read_watermark_value(stored)
+            except UnreadableRecord as exc:
+                on_unreadable(f"watermark {key!r}", str(exc))
 
     def set(self, value: float) -> None:
         if int(value // DAY) != int(self.value // DAY):
-            _without_changelog(self.table)[self.key] = value
-            write(self.table, self.partition, self.key, value)
+            record = watermark_value(value)
+            self.data[self.key] = record
+            self.changelog.write(self.partition, self.key, record)
         self.value = value
+
+
+class StoreContext(NamedTuple):
+    """What a partition's store is built over: the tables, their changelogs, and the policy
+    for records that cannot be read."""
+
+    accounts: Any
+    aggregates: Any
+    watermarks: Any
+    changelogs: dict[str, Changelog]
+    on_unreadable: OnUnreadable
 
 
 class TableAccountStore(MemoryAccountStore):
@@ -137,14 +193,17 @@ class TableAccountStore(MemoryAccountStore):
     that the slower one's events still need. (An input topic that has not delivered anything
     yet does not hold it back.)"""
 
-    def __init__(self, table: Any, watermarks: Any, partition: int,
+    def __init__(self, context: StoreContext, partition: int,
                  inputs: tuple[str, ...] = ("deal_closed", "account_churned")) -> None:
         self._inputs = {
-            name: PersistedWatermark(watermarks, partition, f"accounts/{partition}/{name}")
+            name: PersistedWatermark(context.watermarks, context.changelogs["watermarks"],
+                                     partition, f"accounts/{partition}/{name}",
+                                     context.on_unreadable)
             for name in inputs
         }
-        self.view: PartitionView[AccountState] = PartitionView(table, partition,
-                                                               AccountState.from_dict)
+        self.view: PartitionView[AccountState] = PartitionView(
+            context.accounts, context.changelogs["accounts"], partition, AccountState.from_dict,
+            context.on_unreadable)
         super().__init__(self.view)
 
     def observe(self, input_name: str, event_time: float) -> None:
@@ -163,17 +222,33 @@ class TableAccountStore(MemoryAccountStore):
 
 
 class TableAggregateStore(MemoryAggregateStore):
-    def __init__(self, table: Any, watermarks: Any, partition: int) -> None:
-        self._watermark = PersistedWatermark(watermarks, partition, f"aggregates/{partition}")
-        self.view: PartitionView[AggregateState] = PartitionView(table, partition,
-                                                                 AggregateState.from_dict)
+    """Its watermark is the smallest over the `sources` input partitions whose join stages send
+    it facts: a period is settled only when every one of them has passed it, so the fastest
+    partition cannot settle a period the others are still filling. A source not heard from yet
+    holds it at 0."""
+
+    def __init__(self, context: StoreContext, partition: int, sources: int) -> None:
+        self._sources = [
+            PersistedWatermark(context.watermarks, context.changelogs["watermarks"], partition,
+                               f"aggregates/{partition}/from/{source}", context.on_unreadable)
+            for source in range(sources)
+        ]
+        self.view: PartitionView[AggregateState] = PartitionView(
+            context.aggregates, context.changelogs["aggregates"], partition,
+            AggregateState.from_dict, context.on_unreadable)
         super().__init__(self.view)
+
+    def observe(self, source: int, watermark: float) -> None:
+        """A facts message from `source` said how far its join stage is."""
+        if 0 <= source < len(self._sources):
+            newest = self._sources[source]
+            if watermark > newest.value:
+                newest.set(watermark)
 
     @property
     def watermark(self) -> float:
-        return self._watermark.value
+        return min(w.value for w in self._sources)
 
     @watermark.setter
     def watermark(self, value: float) -> None:
-        if value:  # the memory store's constructor starts from 0: keep the recovered one
-            self._watermark.set(value)
+        pass  # derived from what `observe` saw

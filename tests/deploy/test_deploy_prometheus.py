@@ -131,3 +131,38 @@ def test_tunables_are_marked() -> None:
     # The thresholds people will want to change carry a "TUNE:" comment naming the number.
     for number in ("24", "10000", "1000", "0.05", "6h"):
         assert re.search(rf"#\s*TUNE:.*{re.escape(number)}", text), number
+
+
+_SERIES = re.compile(r"^(\w+)\{(.*)\}$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def test_alert_tests_start_known_counters_at_zero() -> None:
+    """The alert tests feed what the exporter really exports: the event and dead-letter
+    counters exist at 0 from the worker's start, with label values the exporter knows."""
+    from auditor.events.deadletter import REASONS
+    from auditor.metrics.counters import KNOWN_EVENTS
+
+    known = {
+        "auditor_events_total": {(t, o) for t, o in KNOWN_EVENTS},
+        "auditor_deadletters_total": {(reason,) for reason in REASONS},
+    }
+    label_order = {"auditor_events_total": ("event_type", "outcome"),
+                   "auditor_deadletters_total": ("reason",)}
+    checked = 0
+    for case in load_yaml(PROMETHEUS_DIR / "alerts_test.yml")["tests"]:
+        for item in case.get("input_series", []):
+            match = _SERIES.match(item["series"])
+            assert match, item["series"]
+            name = match.group(1)
+            if name not in known:
+                continue
+            labels = dict(_LABEL.findall(match.group(2)))
+            key = tuple(labels[label] for label in label_order[name])
+            assert key in known[name], f"{case['name']}: the exporter has no {name}{key}"
+            first = next(v for v in item["values"].split() if not v.startswith("_"))
+            value = re.match(r"-?[0-9.]+", first)
+            assert value and float(value.group()) == 0, (
+                f"{case['name']}: {item['series']} must start at 0, as exported")
+            checked += 1
+    assert checked

@@ -171,17 +171,19 @@ def test_alert_ids_are_unique_and_the_sha256_of_rule_and_key(replayed):
     for a in alerts:
         assert re.fullmatch(r"[0-9a-f]{64}", a["alert_id"]), a  # a sha256 hex digest
         # The key of a finding: per (rule, deal, churn event) for churn-after-deal, per (rule,
-        # deal) for deal and deal-after-churn, per (rule, group, period) for aggregates.
+        # deal) for deal and deal-after-churn, per (rule, group, period) for aggregates; a deal
+        # is (account, deal id), since deal ids are unique per account only.
         if a["kind"] == "churn-after-deal":
-            key = (a["deal_id"], a["evidence"]["churn_event_id"])
+            key = (a["account_id"], a["deal_id"], a["evidence"]["churn_event_id"])
         elif a["kind"] in DEAL_KINDS:
-            key = (a["deal_id"],)
+            key = (a["account_id"], a["deal_id"])
         else:
             key = (a["group"], a["period"])
         assert a["alert_id"] == alert_id(a["rule"], *key), a
     # And the digest is sha256 over the rule id and the key, computed here independently.
     deal = next(a for a in alerts if a["kind"] == "deal")
-    digest = hashlib.sha256(f"{deal['rule']}\x1f{deal['deal_id']}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{deal['rule']}\x1f{deal['account_id']}\x1f{deal['deal_id']}".encode()).hexdigest()
     assert deal["alert_id"] == digest
 
 

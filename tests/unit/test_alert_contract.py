@@ -94,10 +94,11 @@ def test_aggregate_findings_null_the_deal_fields(every_rule, rule):
 def test_alert_ids_are_sha256_of_the_rule_and_the_key(every_rule):
     deal, churn, resold, by_rule = every_rule
     expected_keys = {
-        "tcv-paid-upfront": (deal["deal_id"],),
-        "early-churn-unrecovered": (deal["deal_id"], churn["event_id"]),
-        "discount-then-churn": (deal["deal_id"], churn["event_id"]),
-        "churn-and-resell": (resold["deal_id"],),
+        # Per-deal findings are keyed by the account too: deal ids are unique per account only.
+        "tcv-paid-upfront": (deal["account_id"], deal["deal_id"]),
+        "early-churn-unrecovered": (deal["account_id"], deal["deal_id"], churn["event_id"]),
+        "discount-then-churn": (deal["account_id"], deal["deal_id"], churn["event_id"]),
+        "churn-and-resell": (resold["account_id"], resold["deal_id"]),
         "renewal-rate-gap": ("plan-9", "2026-Q1"),
         "new-logo-payout-share": ("team-9", "2026-Q1"),
         "rep-early-churn-rate": ("rep-9", "2026-Q1"),

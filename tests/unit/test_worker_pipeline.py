@@ -4,13 +4,13 @@ the orders a consumer of two topics can see, give replay's per-deal alerts."""
 import json
 
 import pytest
-from kafka.partitioner.default import murmur2
 
 from auditor.engine.engine import AuditEngine
 from auditor.events.decode import EventDecoder
 from auditor.metrics.counters import RunCounters
 from auditor.simulate.generator import Simulator
-from auditor.worker.pipeline import Pipeline, StateTables, encode_facts
+from auditor.worker.partitioning import expected_partition
+from auditor.worker.pipeline import Pipeline, StateTables
 
 PARTITIONS = 4
 
@@ -26,15 +26,25 @@ def _replay_ids(rules, lines) -> set[str]:
     return {a.alert_id for a in alerts if a.deal_id is not None}
 
 
+def deliver_facts(pipeline: Pipeline) -> list:
+    """The facts messages as the repartition topic delivers them: by key, or to the partition
+    a heartbeat names."""
+    alerts = []
+    for n, message in enumerate(pipeline.facts_messages()):
+        partition = (message.partition if message.key is None
+                     else expected_partition(message.key.encode(), PARTITIONS))
+        alerts += pipeline.on_facts(partition, n, "facts", message.value).alerts
+    return alerts
+
+
 def _feed(pipeline: Pipeline, lines, offset: int = 0) -> set[str]:
     ids: set[str] = set()
     for n, line in enumerate(lines, offset):
         key = json.loads(line)["account_id"].encode()
-        partition = (murmur2(key) & 0x7FFFFFFF) % PARTITIONS  # as the producer partitions
+        partition = expected_partition(key, PARTITIONS)  # as the producer partitions
         out = pipeline.on_input("t", partition, n, key, line)
         ids |= {a.alert_id for a in out.alerts}
-        for fact_key, value in encode_facts(out.facts).items():
-            pipeline.on_facts(murmur2(fact_key.encode()) % PARTITIONS, value)
+        deliver_facts(pipeline)
     return ids
 
 
@@ -64,14 +74,14 @@ def test_redelivered_facts_change_nothing(rules, lines):
     pipeline = Pipeline(rules, RunCounters(), StateTables({}, {}, {}), 30.0)
     line = next(line for line in lines if b'"new_logo"' in line)
     key = json.loads(line)["account_id"].encode()
-    out = pipeline.on_input("t", 0, 0, key, line)
-    encoded = encode_facts(out.facts)
-    assert encoded
-    for value in encoded.values():
-        pipeline.on_facts(0, value)
+    pipeline.on_input("t", expected_partition(key, PARTITIONS), 0, key, line)
+    messages = [m for m in pipeline.facts_messages() if m.key is not None]
+    assert messages
+    for m in messages:
+        pipeline.on_facts(0, 0, "facts", m.value)
     before = {k: e.state.to_dict() for k, e in pipeline.tables.aggregates.items()}
-    for value in encoded.values():
-        assert pipeline.on_facts(0, value) == []
+    for m in messages:
+        assert pipeline.on_facts(0, 1, "facts", m.value).alerts == []
     assert {k: e.state.to_dict() for k, e in pipeline.tables.aggregates.items()} == before
 
 
@@ -95,5 +105,6 @@ def test_the_key_must_be_the_account(rules, lines):
     pipeline = Pipeline(rules, RunCounters(), StateTables({}, {}, {}), 30.0)
     [missing] = pipeline.on_input("t", 0, 0, None, line).deadletters
     [wrong] = pipeline.on_input("t", 0, 1, b"someone-else", line).deadletters
+
     assert (missing.reason, wrong.reason) == ("null_key", "key_mismatch")
     assert missing.original == line.decode()

@@ -17,6 +17,7 @@ from auditor.engine.engine import AuditEngine
 from auditor.events.deadletter import DeadLetter
 from auditor.events.decode import EventDecoder
 from auditor.events.models import Churn, Deal
+from auditor.intake import Intake
 from auditor.metrics.counters import RunCounters
 from auditor.rules.compiled import RulePack
 
@@ -130,17 +131,18 @@ class Run:
     inputs: int = 0
 
     def feed(self, decoder: EventDecoder, items: Iterable[dict[str, Any] | bytes]) -> list[Alert]:
-        """Each item (dict or raw bytes) through the decoder, then the engine, as replay does."""
+        """Each item (dict or raw bytes) through the shells' intake, then the engine, as replay
+        does."""
         produced: list[Alert] = []
+        intake = Intake(decoder, self.counters)
         for item in items:
             self.inputs += 1
             data = item if isinstance(item, bytes) else raw(item)
-            result = decoder.decode(data, f"test:{self.inputs}")
+            result = intake.take(data, f"test:{self.inputs}", self.engine.process)
             if isinstance(result, DeadLetter):
-                self.counters.dead_letter(result)
                 self.deadletters.append(result)
                 continue
-            produced.extend(self.engine.process(result))
+            produced.extend(result)
         self.alerts.extend(produced)
         return produced
 

@@ -1,0 +1,127 @@
+"""A batch of messages, from input to committable offsets, in the order that keeps at-least-once.
+
+For each batch, of either agent:
+1. the pipeline audits every message (no await in between: a batch is processed whole);
+2. its outputs -- alerts, dead letters, facts messages -- are delivered to the broker;
+3. then the state it changed is logged to the changelogs, once per key, and delivered;
+4. only then are its offsets marked done, so faust may commit them (commit_gate.py).
+A crash or stop anywhere before 4 leaves the offsets uncommitted: the restarted worker reads the
+batch again, recreates the same alerts (same alert_id) and finds in its state only events whose
+outputs were delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from auditor.events.deadletter import DEADLETTER_MAX_BYTES, DeadLetter
+from auditor.worker.commit_gate import CommitGate
+from auditor.worker.delivery import Delivery, Outgoing
+from auditor.worker.pipeline import Outputs, Pipeline
+from auditor.worker.tables import ChangelogRecord
+
+# A dead letter refused as too large is tried again at these bounds, then given up.
+SMALLER_DEADLETTERS = (64 * 1024, 4096)
+
+
+class OutputTopics(NamedTuple):
+    alerts: Any
+    deadletters: Any
+    facts: Any
+    tables: dict[str, Any]  # table name -> faust table, whose changelog topic state goes to
+
+
+class Batches:
+    def __init__(self, pipeline: Pipeline, topics: OutputTopics, gate: CommitGate,
+                 deadletter_max_bytes: int = DEADLETTER_MAX_BYTES) -> None:
+        self.pipeline = pipeline
+        self.topics = topics
+        self.gate = gate
+        self.deadletter_max_bytes = deadletter_max_bytes
+        self.delivery = Delivery(self._divert)
+        # Held while a batch runs, so a rebalance logs its state only after its outputs.
+        self.events_lock = asyncio.Lock()
+        self.facts_lock = asyncio.Lock()
+
+    async def events(self, messages: Iterable[Any]) -> None:
+        """A batch of the input topics' messages (faust Message objects)."""
+        async with self.events_lock:
+            messages = list(messages)
+            out = Outputs()
+            for m in messages:  # 1
+                one = self.pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
+                out.alerts += one.alerts
+                out.deadletters += one.deadletters
+            facts = [Outgoing("facts", None, self.topics.facts, None if f.key is None
+                              else f.key.encode(), f.value, f.partition)
+                     for f in self.pipeline.facts_messages()]
+            await self.delivery.deliver([*self._outputs(out), *facts])  # 2
+            await self._log_state(self.pipeline.state_records())  # 3
+            self._done(messages)  # 4
+            self.pipeline.counters.watermark = self.pipeline.watermark
+
+    async def facts(self, messages: Iterable[Any]) -> None:
+        """A batch of the repartition topic's messages."""
+        async with self.facts_lock:
+            messages = list(messages)
+            out = Outputs()
+            for m in messages:  # 1
+                one = self.pipeline.on_facts(m.partition, m.offset, m.topic, m.value)
+                out.alerts += one.alerts
+                out.deadletters += one.deadletters
+            await self.delivery.deliver(self._outputs(out))  # 2
+            await self._log_state(self.pipeline.state_records())  # 3
+            self._done(messages)  # 4
+
+    async def rebalance(self, revoked: Iterable[Any]) -> None:
+        """Partitions move: after the batch in hand, log what is changed and drop the stages
+        (rebuilt from the recovered tables on their next message)."""
+        async with self.events_lock, self.facts_lock:
+            await self._log_state(self.pipeline.forget())
+            self.gate.forget(revoked)
+
+    def _outputs(self, out: Outputs) -> list[Outgoing]:
+        alerts = [Outgoing("alerts", a, self.topics.alerts, a.alert_id.encode(),
+                           a.to_json().encode()) for a in out.alerts]
+        letters = [self._deadletter(d, self.deadletter_max_bytes) for d in out.deadletters]
+        return alerts + letters
+
+    def _deadletter(self, letter: DeadLetter, max_bytes: int) -> Outgoing:
+        return Outgoing("deadletters", letter, self.topics.deadletters, letter.source.encode(),
+                        letter.to_bytes(max_bytes))
+
+    async def _log_state(self, records: list[ChangelogRecord]) -> None:
+        await self.delivery.deliver([self._state(r) for r in records])
+
+    def _state(self, record: ChangelogRecord) -> Outgoing:
+        table = self.topics.tables[record.table]
+        topic = getattr(table, "changelog_topic", table)
+        # A tombstone has no value to serialise; anything else goes as the table writes it.
+        serializer = "raw" if record.value is None else getattr(table, "value_serializer", None)
+        return Outgoing("state", record, topic, record.key, record.value, record.partition,
+                        getattr(table, "key_serializer", None), serializer)
+
+    def _done(self, messages: list[Any]) -> None:
+        for m in messages:
+            self.gate.done(m.tp, m.offset)
+
+    def _divert(self, record: Outgoing, exc: BaseException) -> Outgoing | None:
+        """What is sent instead of a record too large for the broker."""
+        if record.output == "deadletters":
+            size = len(record.value)
+            smaller = next((b for b in SMALLER_DEADLETTERS if b < size), None)
+            return None if smaller is None else self._deadletter(record.item, smaller)
+        if record.output == "state":
+            # The state stays right in memory; only a recovery would miss this key's change.
+            return None
+        # An alert or a facts message: a dead letter says what it was, bounded.
+        text = record.value.decode("utf-8", "replace") if isinstance(record.value, bytes) else (
+            str(record.value))
+        where = f"{record.output}:{record.key.decode('utf-8', 'replace') if record.key else ''}"
+        letter = DeadLetter("undeliverable_output",
+                            f"{record.output} record of {len(text)} characters refused: {exc}",
+                            where, text)
+        self.pipeline.counters.dead_letter(letter, event=False)
+        return self._deadletter(letter, SMALLER_DEADLETTERS[0])
