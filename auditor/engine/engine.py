@@ -41,6 +41,7 @@ class AuditEngine:
         self.aggregate = AggregateStage(rules, self.aggregates, self.sink, lateness_days,
                                         evaluate_on_settle=False)
         self.rules = rules
+        self._watermark = self.accounts.watermark
 
     def set_rules(self, rules: RulePack) -> None:
         """Hot reload: new rules from the next event on, with the state kept."""
@@ -56,9 +57,12 @@ class AuditEngine:
             apply = self.aggregate.apply
             for fact in joined.facts:
                 alerts.extend(apply(fact))
-        dropped = self.aggregate.observe(self.accounts.watermark)
-        if dropped:
-            alerts = [*alerts, *dropped]
+        watermark = self.accounts.watermark
+        if watermark > self._watermark:  # the aggregate stage looks only when it moved
+            self._watermark = watermark
+            dropped = self.aggregate.observe(watermark)
+            if dropped:
+                alerts = [*alerts, *dropped]
         self.join.report(event.event_type, joined)  # all went well: count it once
         return alerts
 

@@ -36,7 +36,8 @@ class AggregateFact:
 
     def __init__(self, kind: str, rule: str, group: str, period: str, period_end: float,
                  account_id: str, deal_id: str, deal_type: str, amount: float, acv: float,
-                 paid_upfront: float, entry: DealEntry | None = None) -> None:
+                 paid_upfront: float, entry: DealEntry | None = None,
+                 member_key: str | None = None) -> None:
         self.kind = kind
         self.rule = rule
         self.group = group
@@ -50,7 +51,8 @@ class AggregateFact:
         self.paid_upfront = paid_upfront
         self.entry = entry
         self.key = f"{rule}\x1f{group}\x1f{period}"  # every fact is applied, or sent, by key
-        self.member = member(account_id, deal_id)
+        # Given when a deal makes several facts: one string for all of them.
+        self.member = member(account_id, deal_id) if member_key is None else member_key
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}

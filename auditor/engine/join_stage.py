@@ -11,7 +11,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from auditor.engine.alerts import Alert
-from auditor.engine.facts import AggregateFact
+from auditor.engine.facts import AggregateFact, member
 from auditor.engine.findings import deal_alert, join_alert
 from auditor.engine.periods import DAY, quarter_of
 from auditor.engine.plan_check import plan_alert
@@ -129,16 +129,18 @@ class JoinStage:
         deal_type, amount, acv, upfront = deal.deal_type, deal.amount, deal.acv, deal.paid_upfront
         # One tuple of the deal's figures, shared by its facts and the periods that keep them.
         entry = (deal_type, amount, acv, upfront)
+        key = member(account_id, deal_id)
         for agg, rule_id, group_of, churn_share in self._aggregates:
             if agg.deal is None or agg.deal(deal):
                 group = group_of(deal)
                 facts.append(AggregateFact(DEAL, rule_id, group, period, end, account_id, deal_id,
-                                           deal_type, amount, acv, upfront, entry))
+                                           deal_type, amount, acv, upfront, entry, key))
                 if churn_share and churns and any(
                     self._churned_early(agg, deal, churn) for churn in churns
                 ):
                     facts.append(AggregateFact(CHURNED, rule_id, group, period, end, account_id,
-                                               deal_id, deal_type, amount, acv, upfront))
+                                               deal_id, deal_type, amount, acv, upfront,
+                                               member_key=key))
         return alerts, facts
 
     def _join_deal(self, join: JoinRule, deal: Deal, state: AccountState,

@@ -46,6 +46,31 @@ def ensure_topics(settings: WorkerSettings, names: Iterable[str] | None = None,
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
+class PartitionCountError(ValueError):
+    """An input or repartition topic exists with another partition count than configured."""
+
+
+def _check_partitions(admin: KafkaAdminClient, settings: WorkerSettings,
+                      existing: list[str]) -> None:
+    """The join needs an account's deals and churns on the same partition number, and the
+    worker checks each event's partition against its key (murmur2 over `partitions`): the
+    input and repartition topics must all have the configured count."""
+    t = settings.topics
+    keyed = [n for n in existing if n in (t.deals, t.churns, settings.facts_topic)]
+    if not keyed:
+        return
+    wrong = {}
+    for described in admin.describe_topics(keyed):
+        count = len(described.get("partitions") or [])
+        if count and count != settings.partitions:
+            wrong[described["topic"]] = count
+    if wrong:
+        raise PartitionCountError(
+            "topics with another partition count than --partitions "
+            f"{settings.partitions}: " + ", ".join(f"{n} has {c}" for n, c in sorted(wrong.items()))
+            + "; set --partitions (AUDITOR_TOPIC_PARTITIONS) to match, or repartition them")
+
+
 def _create_missing(settings: WorkerSettings, wanted: list[str]) -> list[str]:
     admin = KafkaAdminClient(bootstrap_servers=list(settings.brokers),
                              client_id=f"{settings.group_id}-admin", request_timeout_ms=10_000,
@@ -65,6 +90,7 @@ def _create_missing(settings: WorkerSettings, wanted: list[str]) -> list[str]:
         if created:
             log.info("created topics %s with %d partitions", ", ".join(created),
                      settings.partitions)
+        _check_partitions(admin, settings, [n for n in wanted if n in existing])
         return wanted
     finally:
         admin.close()

@@ -13,6 +13,7 @@ from faust.exceptions import ProducerSendError
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
+from prometheus_client import CollectorRegistry
 from test_worker_pipeline import PARTITIONS
 from unit_helpers import churn_dict, deal_dict, raw
 
@@ -20,6 +21,7 @@ from auditor.metrics.counters import RunCounters
 from auditor.worker import commit_gate
 from auditor.worker.batches import Batches, OutputTopics
 from auditor.worker.commit_gate import CommitGate
+from auditor.worker.metrics import DeliveryCollector
 from auditor.worker.partitioning import expected_partition
 from auditor.worker.pipeline import Pipeline, StateTables
 
@@ -163,3 +165,20 @@ def test_faust_commits_only_up_to_the_gate():
     gate.done(tp, 5)
     assert Consumer._new_offset(consumer, tp) == 6
     assert Consumer._new_offset(consumer, other) == 2  # not gated: faust's own rule
+
+
+def test_delivery_failures_are_exported_from_the_start(rules):
+    batches, _, _, _ = _batches(rules, alerts=FakeTopic("alerts", limit=100))
+    registry = CollectorRegistry()
+    registry.register(DeliveryCollector(batches.delivery.failures,
+                                        lambda: batches.pipeline.unreadable))
+
+    def sample(output, outcome):
+        return registry.get_sample_value("auditor_output_failures_total",
+                                         {"output": output, "outcome": outcome})
+
+    assert sample("alerts", "diverted") == 0
+    assert registry.get_sample_value("auditor_unreadable_records_total") == 0
+    asyncio.run(batches.events(_stream()))
+    assert sample("alerts", "diverted") >= 1
+    assert sample("state", "dropped") == 0
