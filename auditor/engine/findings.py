@@ -6,7 +6,7 @@ from dataclasses import fields
 
 from auditor.engine.alerts import Alert, alert_id, money
 from auditor.engine.state import AggregateState
-from auditor.events.models import Churn, Deal, format_time
+from auditor.events.models import END_TIME, Churn, Deal, format_time
 from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RuleMeta
 
 _DATES: dict[int, str] = {}  # day number -> "YYYY-MM-DD"
@@ -16,7 +16,7 @@ _MINUTES_SECONDS = [f"{m:02d}:{s:02d}Z" for m in range(60) for s in range(60)]
 
 def time_text(epoch: float) -> str:
     """`format_time`, from tables for the whole seconds that events carry."""
-    if type(epoch) is float and epoch.is_integer():
+    if type(epoch) is float and epoch.is_integer() and epoch < END_TIME:
         day, second = divmod(int(epoch), 86400)
         date = _DATES.get(day)
         if date is None:

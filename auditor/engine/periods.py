@@ -16,8 +16,12 @@ def quarter_of(epoch: float) -> tuple[str, float]:
         return hit
     when = datetime.fromtimestamp(day * DAY, UTC)
     q = (when.month - 1) // 3 + 1
-    end_year, end_month = (when.year + 1, 1) if q == 4 else (when.year, q * 3 + 1)
-    result = (f"{when.year}-Q{q}", datetime(end_year, end_month, 1, tzinfo=UTC).timestamp())
+    if q == 4:
+        # The day after the year's last: also right for 9999, whose year 10000 has no datetime.
+        end = datetime(when.year, 12, 31, tzinfo=UTC).timestamp() + DAY
+    else:
+        end = datetime(when.year, q * 3 + 1, 1, tzinfo=UTC).timestamp()
+    result = (f"{when.year}-Q{q}", end)
     if len(_cache) > 100_000:  # bounded even on absurd input
         _cache.clear()
     _cache[day] = result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from pydantic import ValidationError
@@ -11,7 +12,14 @@ from auditor.events.deadletter import DeadLetter
 from auditor.events.models import EVENT_ADAPTER, Deal, Event
 
 MAX_EVENT_BYTES = 1024 * 1024
+# The head of a too_large input kept in its dead letter (which says `"truncated": true`).
 TOO_LARGE_KEPT_BYTES = 4096
+
+# The JSON parser takes NaN, Infinity and -Infinity, which are not JSON: outside a string, they
+# make a line bad_json even in a field that is ignored. A JSON string (one left open runs to the
+# end, so no quote is scanned from twice: linear time), or either token.
+_STRING_OR_CONSTANT = re.compile(
+    rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)|(NaN|Infinity)', re.DOTALL)
 
 # pydantic error types that say what kind of bad input this is, before any field is looked at.
 _WHOLE_INPUT_REASONS = {
@@ -42,15 +50,21 @@ class EventDecoder:
 
     def decode(self, raw: bytes, source: str) -> Event | DeadLetter:
         if len(raw) > self.max_bytes:
-            # Only the head: the dead letter itself must fit where dead letters go (a Kafka
-            # message is 1 MB at most by default).
+            # Only the head, decoded: the input may be far larger than any dead letter.
+            head = _head(raw, TOO_LARGE_KEPT_BYTES)
             return DeadLetter(
                 "too_large",
                 f"event is {len(raw)} bytes, over the limit of {self.max_bytes}; "
-                f"original cut to its first {TOO_LARGE_KEPT_BYTES} bytes",
-                source,
-                _text(raw[:TOO_LARGE_KEPT_BYTES]) + "...",
+                f"original cut to its first {len(head)} bytes",
+                source, _text(head), original_bytes=len(raw), truncated=True,
             )
+        # NaN or Infinity: first a memchr for their first letters (an int operand: a tenth of
+        # the cost of a bytes one), then the substrings, and only then the careful scan.
+        if (78 in raw or 73 in raw) and (b"NaN" in raw or b"Infinity" in raw):  # N, I
+            constant = non_json_constant(raw)
+            if constant is not None:
+                return DeadLetter("bad_json", constant, source, _text(raw),
+                                  original_bytes=len(raw))
         try:
             event = self._validate(raw)
         except ValidationError as error:
@@ -61,7 +75,7 @@ class EventDecoder:
                 return DeadLetter(
                     "unsupported_currency",
                     f"currency: no rate for {event.currency} in currency.yaml",
-                    source, _text(raw), event.event_type,
+                    source, _text(raw), event.event_type, len(raw),
                 )
             _convert(event, rate)
         return event
@@ -81,18 +95,45 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def _head(raw: bytes, size: int) -> bytes:
+    """At most `size` bytes of `raw`, not ending inside a UTF-8 character."""
+    if len(raw) <= size:
+        return raw
+    end = size
+    # raw[end], the first byte left out, continues a character (of 4 bytes at most): back to
+    # the character's first byte, and leave it out too.
+    while end > size - 3 and 0x80 <= raw[end] < 0xC0:
+        end -= 1
+    return raw[:end] if raw[end] >= 0xC0 else raw[:size]
+
+
+def non_json_constant(raw: bytes) -> str | None:
+    """The bad_json detail if NaN, Infinity or -Infinity stands outside a string in `raw`."""
+    for match in _STRING_OR_CONSTANT.finditer(raw):
+        if match.group(1) is not None:
+            name = match.group(1).decode()
+            start = match.start(1)
+            if name == "Infinity" and start > 0 and raw[start - 1:start] == b"-":
+                name, start = "-Infinity", start - 1
+            return f"Invalid JSON: {name} is not a JSON value, at byte {start + 1}"
+    return None
+
+
 def _dead_letter(error: ValidationError, raw: bytes, source: str) -> DeadLetter:
     problems = error.errors(include_url=False, include_input=False)
     first = problems[0]
     if first["type"] == "union_tag_not_found":
-        return DeadLetter("schema", "event_type: field required", source, _text(raw))
+        return DeadLetter("schema", "event_type: field required", source, _text(raw),
+                          original_bytes=len(raw))
     reason = _WHOLE_INPUT_REASONS.get(first["type"]) if not first["loc"] else None
     if reason is not None:
-        return DeadLetter(reason, first["msg"], source, _text(raw))
+        return DeadLetter(reason, first["msg"], source, _text(raw), original_bytes=len(raw))
     # Errors inside a union member are located as (event_type, field, ...).
     event_type = str(first["loc"][0])
     details = []
     for problem in problems[:5]:
-        field = ".".join(str(part) for part in problem["loc"][1:]) or "event"
-        details.append(f"{field}: {problem['msg'].removeprefix('Value error, ')}")
-    return DeadLetter("schema", "; ".join(details), source, _text(raw), event_type)
+        field = ".".join(str(part) for part in problem["loc"][1:])
+        message = problem["msg"].removeprefix("Value error, ")
+        # A check of the whole event (in __post_init__) names its fields in its message.
+        details.append(f"{field}: {message}" if field else message)
+    return DeadLetter("schema", "; ".join(details), source, _text(raw), event_type, len(raw))

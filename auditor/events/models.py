@@ -2,8 +2,9 @@
 
 These pydantic dataclasses are also the engine's records: validation builds them once, with
 `__slots__`, and nothing copies them afterwards (one is made per event on the hot path).
-Strict on purpose: a string "12" is not a number and 12.0 is not an int, so a producer bug shows
-up as a dead letter instead of a silently coerced value.
+Strict on purpose: a string "12" is not a number and 12.0 or `true` is not an int, so a producer
+bug shows up as a dead letter instead of a silently coerced value. Timestamps are RFC 3339
+date-times exactly (seconds, a zone), within the years a datetime can hold once in UTC.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasPath, AwareDatetime, ConfigDict, Field, TypeAdapter
+from pydantic import AliasPath, ConfigDict, Field, GetCoreSchemaHandler, TypeAdapter
 from pydantic.dataclasses import dataclass
+from pydantic_core import CoreSchema, core_schema
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 Amount = Annotated[float, Field(ge=0)]
@@ -22,6 +24,59 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 _STRICT = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+
+# RFC 3339 date-time: seconds required, an optional dot fraction, `Z` or a `+hh:mm` offset.
+# ASCII digits only ([0-9], not \d, which the regex engine takes as any Unicode digit).
+RFC3339 = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+           r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$")
+# The UTC epoch seconds a datetime can hold: 0001-01-01T00:00:00Z to the end of 9999.
+FIRST_TIME = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+END_TIME = datetime(9999, 12, 31, tzinfo=UTC).timestamp() + 86400.0  # exclusive
+
+
+class _Rfc3339:
+    """The text of an RFC 3339 date-time, matched against RFC3339 in pydantic-core; the event's
+    __post_init__ then parses it with `datetime.fromisoformat`, which reads that form exactly
+    (and, with a plain `timezone`, makes a datetime whose timestamp() is faster to take than
+    one from pydantic's own parser). Anything else is one error that says what is expected."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        return core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=RFC3339, strict=True),
+            "timestamp_format",
+            custom_error_message="Input should be an RFC 3339 date-time with seconds and a zone, "
+            "like 2026-01-05T10:00:00Z or 2026-01-05T10:00:00.5+05:30",
+        )
+
+
+class _JsonIntOne:
+    """`1` as a JSON integer: a Literal alone also takes `true`, `1.0` and `1e0`."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        return core_schema.chain_schema(
+            [core_schema.int_schema(strict=True), core_schema.literal_schema([1])])
+
+
+Timestamp = Annotated[datetime, _Rfc3339]
+SchemaVersion = Annotated[Literal[1], _JsonIntOne]
+
+
+def _parse_time(text: str, field: str) -> datetime:
+    """What `datetime.fromisoformat` refused: a lower-case `z` (read from Python 3.11 on only as
+    `Z`), else a value no datetime holds (a month 13, a leap second, an offset of 24 hours)."""
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError as error:
+        raise ValueError(f"{field}: {error}") from None
+
+
+def _out_of_range(field: str, when: datetime) -> ValueError:
+    # A datetime holds 9999-12-31T23:59:59-01:00, but not its UTC value, which format_time writes.
+    return ValueError(f"{field}: {when.isoformat()} is outside the years 1 to 9999 in UTC")
 
 
 def _commission(field: str) -> Any:
@@ -35,14 +90,14 @@ class Deal:
 
     event_type: Literal["deal_closed"]
     event_id: NonEmpty
-    schema_version: Literal[1]
+    schema_version: SchemaVersion
     deal_id: NonEmpty
     account_id: NonEmpty
     rep_id: NonEmpty
     team: NonEmpty
     plan_id: NonEmpty
     deal_type: Literal["new_logo", "expansion", "renewal"]
-    closed_at: AwareDatetime
+    closed_at: Timestamp
     term_months: Annotated[int, Field(ge=1)]
     acv: Amount
     tcv: Amount
@@ -58,7 +113,15 @@ class Deal:
     def __post_init__(self) -> None:
         if self.paid_upfront > self.amount:
             raise ValueError("commission.paid_upfront must not exceed commission.amount")
-        self.time = self.closed_at.timestamp()
+        text: str = self.closed_at  # type: ignore[assignment]  # RFC 3339 text until here
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            when = _parse_time(text, "closed_at")
+        self.closed_at = when
+        self.time = seconds = when.timestamp()
+        if not FIRST_TIME <= seconds < END_TIME:
+            raise _out_of_range("closed_at", when)
 
     def __repr__(self) -> str:
         return f"Deal({self.deal_id!r}, {self.deal_type}, account={self.account_id!r})"
@@ -70,16 +133,24 @@ class Churn:
 
     event_type: Literal["account_churned"]
     event_id: NonEmpty
-    schema_version: Literal[1]
+    schema_version: SchemaVersion
     account_id: NonEmpty
-    churned_at: AwareDatetime
+    churned_at: Timestamp
     churn_type: Literal["full", "partial"]
     arr_lost: Amount
     currency: Currency
     time: float = dataclasses.field(init=False, default=0.0)  # churned_at, UTC epoch seconds
 
     def __post_init__(self) -> None:
-        self.time = self.churned_at.timestamp()
+        text: str = self.churned_at  # type: ignore[assignment]  # RFC 3339 text until here
+        try:
+            when = datetime.fromisoformat(text)
+        except ValueError:
+            when = _parse_time(text, "churned_at")
+        self.churned_at = when
+        self.time = seconds = when.timestamp()
+        if not FIRST_TIME <= seconds < END_TIME:
+            raise _out_of_range("churned_at", when)
 
     def __repr__(self) -> str:
         return f"Churn({self.event_id!r}, {self.churn_type}, account={self.account_id!r})"
@@ -115,6 +186,8 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 def format_time(epoch: float) -> str:
     """RFC 3339 in UTC with a `Z`, the form every alert carries."""
+    if epoch == END_TIME:  # the exclusive end of 9999-Q4, an aggregate's event_time
+        return "10000-01-01T00:00:00Z"
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
 

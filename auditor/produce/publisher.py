@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from kafka import KafkaProducer
 from pydantic import ValidationError
 
+from auditor.events.decode import non_json_constant
 from auditor.events.models import EVENT_ADAPTER
 from auditor.worker.settings import Security, Topics
 
@@ -49,6 +50,10 @@ class Publisher:
         for lineno, raw in enumerate(stream, 1):
             line = raw.rstrip(b"\r\n")
             if not line.strip():
+                continue
+            constant = non_json_constant(line)  # the parser would take it; the contract not
+            if constant is not None:
+                report.invalid.append(f"{name}:{lineno}: {constant}")
                 continue
             try:
                 event = EVENT_ADAPTER.validate_json(line)

@@ -3,10 +3,12 @@
 import json
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from unit_helpers import churn_dict, deal_dict, raw, run
 
-from auditor.events.deadletter import DeadLetter
-from auditor.events.decode import MAX_EVENT_BYTES
+from auditor.events.deadletter import DEADLETTER_MAX_BYTES, DEADLETTER_MIN_BYTES, DeadLetter
+from auditor.events.decode import MAX_EVENT_BYTES, TOO_LARGE_KEPT_BYTES
 from auditor.events.models import Churn, Deal
 
 
@@ -224,8 +226,20 @@ def test_two_mib_line_is_too_large(decoder):
     letter = _letter(decoder, data)
     assert letter.reason == "too_large"
     assert str(len(data)) in letter.detail
-    assert letter.original.startswith(data[:100].decode())
-    assert len(letter.original) < 8192  # the dead letter must fit in a Kafka message
+    assert letter.original == data[:TOO_LARGE_KEPT_BYTES].decode()  # only the head is kept
+    written = json.loads(letter.to_bytes())
+    assert written["truncated"] is True
+    assert written["original_bytes"] == len(data)
+    assert written["original"] == letter.original
+
+
+def test_too_large_head_does_not_split_a_character(decoder):
+    data = b'{"pad": "' + "\u20ac".encode() * (MAX_EVENT_BYTES // 3 + 10) + b'"}'  # 3 bytes each
+    letter = _letter(decoder, data)
+    assert letter.reason == "too_large"
+    assert "\ufffd" not in letter.original
+    assert data.startswith(letter.original.encode())
+    assert TOO_LARGE_KEPT_BYTES - 3 < len(letter.original.encode()) <= TOO_LARGE_KEPT_BYTES
 
 
 def test_exactly_one_mib_is_not_too_large(decoder):
@@ -282,3 +296,132 @@ def test_ids_of_invalid_events_are_not_remembered(rules):
     result = run(rules, [invalid, deal])
     assert result.counters.events[("deal_closed", "processed")] == 1
     assert result.counters.events[("deal_closed", "duplicate")] == 0
+
+
+# --- bounded by its serialised size -----------------------------------------------------------
+
+
+def _check_bounded(letter: DeadLetter, max_bytes: int) -> dict:
+    """The letter's bytes fit, are UTF-8 JSON, keep the head of each field, and say when
+    `original` is not the whole input."""
+    data = letter.to_bytes(max_bytes)
+    assert len(data) <= max_bytes
+    text = data.decode("utf-8")  # strict: no split character
+    assert letter.to_json(max_bytes) == text
+    written = json.loads(text)
+    assert written["reason"] and letter.reason.startswith(written["reason"])
+    assert letter.original.startswith(written["original"])
+    assert letter.source.startswith(written["source"])
+    if written["original"] == letter.original and not letter.truncated and \
+            written["detail"] == letter.detail:
+        assert set(written) == {"reason", "detail", "source", "original"}
+        expected = json.dumps({"reason": letter.reason, "detail": letter.detail,
+                               "source": letter.source, "original": letter.original},
+                              ensure_ascii=False)
+        # json.dumps' text; a lone surrogate (not UTF-8) as its escape.
+        assert data == expected.encode("utf-8", "backslashreplace")
+    else:
+        assert written["truncated"] is True
+        assert written["original_bytes"] == (
+            letter.original_bytes if letter.original_bytes is not None
+            else len(letter.original.encode("utf-8", "surrogatepass")))
+    return written
+
+
+@pytest.mark.parametrize(
+    ("data", "limit"),
+    [
+        (b"\xff" * (900 * 1024), DEADLETTER_MAX_BYTES),        # 3 bytes of U+FFFD each
+        (b"\x00" * (200 * 1024), DEADLETTER_MAX_BYTES),        # \u0000: 6 bytes each
+        (b'"' * (MAX_EVENT_BYTES - 1), DEADLETTER_MAX_BYTES),  # \": 2 bytes each
+        (b"\\" * MAX_EVENT_BYTES, DEADLETTER_MAX_BYTES),
+        ("\U0001F600".encode() * (MAX_EVENT_BYTES // 4), DEADLETTER_MAX_BYTES),
+        (b"\x01\xff\"\\" * (MAX_EVENT_BYTES // 4), DEADLETTER_MAX_BYTES),
+        (b"\x00" * 2048, 1000),
+    ],
+    ids=["900KiB-invalid-utf8", "200KiB-NUL", "quotes", "backslashes", "4-byte-chars", "mixed",
+         "small-limit"],
+)
+def test_dead_letter_of_a_bad_input_fits_the_limit(decoder, data, limit):
+    letter = _letter(decoder, data)
+    assert letter.reason == "bad_json"
+    assert len(json.dumps({"original": letter.original}, ensure_ascii=False).encode()) > limit
+    written = _check_bounded(letter, limit)
+    assert written["truncated"] is True
+    assert written["original_bytes"] == len(data)
+    assert written["detail"].startswith(letter.detail)
+    assert f"original truncated to fit the dead-letter limit of {limit} bytes" in \
+        written["detail"]
+    assert len(letter.to_bytes(limit)) > limit * 0.99  # cut to the limit, not far below it
+
+
+def test_the_default_limit_is_well_below_a_kafka_message():
+    assert DEADLETTER_MAX_BYTES == 512 * 1024
+    letter = DeadLetter("bad_json", "x", "t/0/1", "\x00" * (1 << 20))
+    assert len(letter.to_bytes()) <= DEADLETTER_MAX_BYTES
+    assert len(letter.to_json().encode()) <= DEADLETTER_MAX_BYTES
+
+
+def test_a_letter_within_the_limit_is_unchanged(decoder):
+    letter = _letter(decoder, b"\x00" * 100)
+    assert letter.to_bytes() == json.dumps(
+        {"reason": "bad_json", "detail": letter.detail, "source": letter.source,
+         "original": "\x00" * 100}, ensure_ascii=False).encode()
+
+
+def test_detail_and_source_are_cut_when_the_original_alone_is_not_enough():
+    letter = DeadLetter("internal_error", "e" * 5000, "s" * 500, "o" * 5000)
+    written = _check_bounded(letter, 1000)
+    assert written["original"] == ""
+    assert written["detail"].startswith("eee")
+    assert written["source"] == "s" * 500  # detail goes before source
+    written = _check_bounded(letter, DEADLETTER_MIN_BYTES)
+    assert (written["original"], written["detail"]) == ("", "")
+    assert written["source"].startswith("sss")
+
+
+def test_lone_surrogates_are_written_as_escapes():
+    letter = DeadLetter("schema", "bad \ud800", "f:1", "\udfff" * 10)
+    written = _check_bounded(letter, 4096)
+    assert written["original"] == letter.original
+    assert written["detail"] == letter.detail
+    written = _check_bounded(letter, DEADLETTER_MIN_BYTES)
+
+
+def test_a_limit_below_the_minimum_is_refused():
+    with pytest.raises(ValueError, match="max_bytes"):
+        DeadLetter("schema", "", "", "").to_bytes(DEADLETTER_MIN_BYTES - 1)
+
+
+_WORST = st.sampled_from(["\x00", "\xff", '"', "\\", "\U0001F600", "\u20ac", "\ufffd", "é",
+                          "\n", "\x1f", "a", "u", "\u2028", "\ud800"])
+
+
+@settings(max_examples=300)
+@given(original=st.one_of(st.text(), st.text(_WORST), st.lists(_WORST, max_size=3000).map("".join)),
+       detail=st.one_of(st.text(max_size=20), st.text(_WORST, max_size=2000)),
+       source=st.text(max_size=300),
+       limit=st.integers(min_value=DEADLETTER_MIN_BYTES, max_value=3000),
+       truncated=st.booleans())
+@example(original="\\" * 2000, detail="d", source="s", limit=1000, truncated=False)
+@example(original='"' * 2000, detail="d", source="s", limit=DEADLETTER_MIN_BYTES, truncated=True)
+@example(original="\x00" * 2000, detail="\x00" * 2000, source="\x00" * 300,
+         limit=DEADLETTER_MIN_BYTES, truncated=False)
+def test_any_text_is_bounded(original, detail, source, limit, truncated):
+    letter = DeadLetter("schema", detail, source, original, truncated=truncated,
+                        original_bytes=len(original) * 7 if truncated else None)
+    _check_bounded(letter, limit)
+
+
+@settings(max_examples=300)
+@given(data=st.one_of(st.binary(max_size=5000),
+                      st.lists(st.sampled_from([b"\x00", b"\xff", b'"', b"\\", b"\xf0\x9f\x98",
+                                                b"\xe2\x82\xac", b"NaN", b"\x80"]),
+                               max_size=2000).map(b"".join)),
+       limit=st.integers(min_value=DEADLETTER_MIN_BYTES, max_value=4000))
+def test_any_input_bytes_make_a_bounded_dead_letter(decoder, data, limit):
+    letter = decoder.decode(data, "topic/0/12")
+    assert isinstance(letter, DeadLetter)
+    written = _check_bounded(letter, limit)
+    if written.get("truncated"):
+        assert written["original_bytes"] == len(data)

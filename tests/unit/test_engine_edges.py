@@ -106,3 +106,12 @@ def test_the_engine_keeps_no_period_past_the_horizon(rules, lateness):
     horizon = rules.longest_window_days() + lateness
     newest = engine.aggregates.watermark
     assert all(state.end >= newest - horizon * 86400 for _, state in engine.aggregates.items())
+
+
+def test_the_last_representable_quarter_is_audited(rules):
+    events = [deal_dict(team="team-end", account_id=f"acct-end{n}",
+                        closed_at=f"9999-12-31T23:59:5{n}Z") for n in range(5)]
+    result = run(rules, events)
+    assert result.deadletters == []
+    [alert] = [a for a in result.of("new-logo-payout-share") if a.group == "team-end"]
+    assert (alert.period, alert.event_time) == ("9999-Q4", "10000-01-01T00:00:00Z")
