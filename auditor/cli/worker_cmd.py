@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -36,41 +35,73 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--session-timeout", type=float,
                    help="consumer-group session timeout in seconds: how fast a dead worker's "
                         "partitions move [AUDITOR_SESSION_TIMEOUT] (default 10)")
-    p.add_argument("--log-level", help="[AUDITOR_LOG_LEVEL] (default info)")
+    p.add_argument("--broker-grace-seconds", type=float,
+                   help="how long the broker may not answer before /readyz fails "
+                        "[AUDITOR_BROKER_GRACE_SECONDS] (default 30)")
+    p.add_argument("--log-level", help="debug, info, warning, error or critical "
+                                       "[AUDITOR_LOG_LEVEL] (default info)")
     p.epilog = ("Topics: AUDITOR_TOPIC_DEALS, AUDITOR_TOPIC_CHURNS, AUDITOR_TOPIC_ALERTS, "
                 "AUDITOR_TOPIC_DEADLETTER. Security: AUDITOR_SECURITY_PROTOCOL (PLAINTEXT, SSL, "
-                "SASL_PLAINTEXT, SASL_SSL), AUDITOR_SASL_MECHANISM, AUDITOR_SASL_USERNAME, "
-                "AUDITOR_SASL_PASSWORD, AUDITOR_SSL_CAFILE.")
+                "SASL_PLAINTEXT, SASL_SSL; default PLAINTEXT), AUDITOR_SASL_MECHANISM (PLAIN, "
+                "SCRAM-SHA-256, SCRAM-SHA-512), AUDITOR_SASL_USERNAME, AUDITOR_SASL_PASSWORD, "
+                "AUDITOR_SSL_CAFILE (default: the system's CAs); for mutual TLS "
+                "AUDITOR_SSL_CERTFILE, AUDITOR_SSL_KEYFILE and AUDITOR_SSL_KEY_PASSWORD. A wrong "
+                "setting stops the worker at start with exit code 2.")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from faust.worker import Worker
+    from auditor.worker.settings import from_environment
 
-    from auditor.cli.common import load_rules_or_exit, rules_dir
-    from auditor.worker.app import AuditorWorker
-    from auditor.worker.settings import from_environment, parse_brokers
-    from auditor.worker.topics import ensure_topics
-
+    # Settings first, before the slow imports: a wrong one stops the worker at once.
     try:
         settings = from_environment({
-            "brokers": parse_brokers(args.broker) if args.broker else None,
+            "brokers": args.broker or None,
             "rules_dir": Path(args.rules) if args.rules else None,
             "group_id": args.group_id, "web_port": args.web_port, "web_host": args.web_host,
             "data_dir": Path(args.data_dir) if args.data_dir else None,
             "partitions": args.partitions, "replication_factor": args.replication_factor,
             "lateness_days": args.allowed_lateness_days, "reload_seconds": args.reload_seconds,
             "session_timeout": args.session_timeout, "log_level": args.log_level,
+            "broker_grace_seconds": args.broker_grace_seconds,
         })
+        settings.security.check()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+    from faust.worker import Worker as FaustWorker
+
+    from auditor.cli.common import load_rules_or_exit, rules_dir
+    from auditor.worker.app import AuditorWorker
+    from auditor.worker.health import RedactFilter, RepeatFilter
+    from auditor.worker.topics import PartitionCountError, ensure_topics
+
+    # Secrets are masked in every log line (kafka-python logs its configuration at debug
+    # level). The Kafka clients log every failed attempt while the broker is away: one line
+    # per logger and kind of message per interval goes through, with a count of the rest.
+    filters = (RedactFilter(settings.security.secrets()), RepeatFilter())
+
+    def install_filters(handlers: list[logging.Handler]) -> None:
+        for log_filter in filters:
+            log_filter.install(handlers)
+
+    class Worker(FaustWorker):  # the name faust logs
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            install_filters(logger.handlers)  # faust replaced the handlers: filter them too
+
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_filters(logging.getLogger().handlers)
     rules = load_rules_or_exit(str(settings.rules_dir) if settings.rules_dir else None)
     if settings.rules_dir is None:
-        settings = replace(settings, rules_dir=rules_dir(None))
-    ensure_topics(settings)
+        settings = settings.model_copy(update={"rules_dir": rules_dir(None)})
+    try:
+        ensure_topics(settings)
+    except PartitionCountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     worker = AuditorWorker(settings, rules)
     logging.getLogger("auditor.worker").info(
         "starting: group %s, brokers %s, %d rules, web on %s:%d", settings.group_id,

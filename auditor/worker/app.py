@@ -2,9 +2,9 @@
 
 Input topics -> `audit_events` (join stage per partition) -> alerts, dead letters, and facts
 re-keyed by (rule, group, quarter) through the repartition topic -> `audit_aggregates`
-(aggregate stage per partition) -> alerts. Offsets are committed after the producer is flushed,
-so every output of an event is written before its offset is: at-least-once, with deterministic
-alert ids to recognise a redelivery.
+(aggregate stage per partition) -> alerts. Offsets are committed only past batches whose
+outputs and state the broker has acknowledged (batches.py, commit_gate.py): at-least-once, with
+deterministic alert ids to recognise a redelivery.
 """
 
 from __future__ import annotations
@@ -17,18 +17,20 @@ from typing import Any
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 from mode import CrashingSupervisor
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
-from auditor.engine.alerts import Alert
 from auditor.metrics.collector import build_registry
 from auditor.metrics.counters import RunCounters
 from auditor.plans.metrics import PlanFindingsCollector
 from auditor.rules.compiled import RulePack
 from auditor.rules.reload import RuleReloader
-from auditor.worker import compat
-from auditor.worker.pipeline import Outputs, Pipeline, StateTables, encode_facts
+from auditor.worker import commit_gate, compat
+from auditor.worker.batches import Batches, OutputTopics
+from auditor.worker.commit_gate import CommitGate
+from auditor.worker.health import BrokerHealth
+from auditor.worker.lag import LagMonitor
+from auditor.worker.metrics import DeliveryCollector
+from auditor.worker.pipeline import Pipeline, StateTables
 from auditor.worker.settings import WorkerSettings
 
 log = logging.getLogger("auditor.worker")
@@ -37,43 +39,21 @@ BATCH_EVENTS = 1000  # events per batch, at most
 BATCH_SECONDS = 0.1  # how long a batch waits to fill: the latency added when traffic is low
 
 
-class ConsumerLagCollector(Collector):
-    """`auditor_consumer_lag{topic, partition}`: high watermark minus committed offset of each
-    assigned input and repartition partition, read when scraped."""
-
-    def __init__(self, app: faust.App, topics: set[str]) -> None:
-        self.app = app
-        self.topics = topics
-
-    def collect(self) -> Any:
-        lag = GaugeMetricFamily("auditor_consumer_lag",
-                                "Messages not yet committed, per assigned partition.",
-                                labels=["topic", "partition"])
-        consumer = self.app._consumer  # None before the worker has started
-        if consumer is not None:
-            committed = self.app.monitor.tp_committed_offsets
-            for tp in sorted(consumer.assignment()):
-                if tp.topic not in self.topics:
-                    continue
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    done = committed.get(tp, 0) or 0
-                    lag.add_metric([tp.topic, str(tp.partition)], max(0, highwater - done))
-        yield lag
-
-
 class AuditorWorker:
     """Builds the faust app for `settings` and `rules`; `app` is what faust's Worker runs."""
 
     def __init__(self, settings: WorkerSettings, rules: RulePack) -> None:
         self.settings = settings
         self.counters = RunCounters()
-        self.counters.rules_reloaded(rules.rule_count)
-        self.open_batches = 0  # batches being processed; >0 at stop means one was cut short
+        self.counters.rules_reloaded(rules)
         self.app = self._make_app()
         compat.apply(list(settings.brokers), settings.security.aiokafka())
         self.tables = self._make_tables()
-        self.pipeline = Pipeline(rules, self.counters, self.tables, settings.lateness_days)
+        self.pipeline = Pipeline(rules, self.counters, self.tables, settings.lateness_days,
+                                 settings.partitions)
+        self.gate = CommitGate({*settings.topics.inputs, settings.facts_topic})
+        commit_gate.install(self.app, self.gate)
+        self.batches = self._make_batches()
         self.registry = self._make_registry()
         self._define_agents()
         self._define_pages()
@@ -121,67 +101,52 @@ class AuditorWorker:
 
     def _make_registry(self) -> CollectorRegistry:
         s = self.settings
-        lag = ConsumerLagCollector(self.app, {*s.topics.inputs, s.facts_topic})
+        # Consumer lag and broker contact, refreshed from the broker in the background.
+        self.broker_health = BrokerHealth(s.broker_grace_seconds)
+        self.lag = LagMonitor(s, {*s.topics.inputs, s.facts_topic}, self._assigned_partitions,
+                              self.broker_health, self._fetched_highwater)
+        self._define_broker_watch()
         plans = PlanFindingsCollector(lambda: self.pipeline.rules.plans)
-        registry = build_registry(self.counters, self.pipeline.live_values, extra=[lag, plans])
+        delivery = DeliveryCollector(self.batches.delivery.failures,
+                                     lambda: self.pipeline.unreadable)
+        registry = build_registry(self.counters, self.pipeline.live_values,
+                                  extra=[self.lag, self.broker_health, plans, delivery])
+        # process_* (CPU, memory, open files) and python_info, as every service exports.
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         # faust's own sensors (messages, commits, rebalances, table ops) on the same /metrics.
         setup_prometheus_sensors(self.app, pattern="/metrics", registry=registry,
                                  name_prefix="faust")
         return registry
 
+    def _make_batches(self) -> Batches:
+        app, s, tables = self.app, self.settings, self.tables
+        return Batches(self.pipeline, OutputTopics(
+            alerts=app.topic(s.topics.alerts), deadletters=app.topic(s.topics.deadletter),
+            facts=app.topic(s.facts_topic, partitions=s.partitions),
+            tables={"accounts": tables.accounts, "aggregates": tables.aggregates,
+                    "watermarks": tables.watermarks},
+        ), self.gate)
+
     def _define_agents(self) -> None:
-        app, s, pipeline = self.app, self.settings, self.pipeline
+        app, s, batches = self.app, self.settings, self.batches
         inputs = app.topic(*s.topics.inputs, partitions=s.partitions)
         facts = app.topic(s.facts_topic, partitions=s.partitions)
-        alerts_topic = app.topic(s.topics.alerts)
-        deadletter_topic = app.topic(s.topics.deadletter)
 
-        async def delivered(sends: list[Any]) -> None:
-            for sent in sends:
-                await sent  # the broker has it
-
-        def send_alerts(alerts: list[Alert]) -> list[Any]:
-            return [alerts_topic.send_soon(key=a.alert_id.encode(), value=a.to_json().encode())
-                    for a in alerts]
-
-        # Events are taken in batches. A batch's outputs (alerts, dead letters, facts sent once
-        # per key) are delivered first, then the state it changed is logged once per key; faust
-        # acks, and so may commit, the batch's offsets only after this body, producer flushed.
-        # concurrency=1: with more, faust can commit offsets past unprocessed messages (#606).
-        # A crashed agent stops the worker (CrashingSupervisor) rather than being restarted in
-        # place, which could skip the messages its dead stream had fetched: a restarted worker
-        # resumes from the committed offsets instead.
+        # Events are taken in batches; auditor/worker/batches.py gives the steps of one, and
+        # why its offsets are committed only once its work is delivered. concurrency=1: with
+        # more, faust can commit offsets past unprocessed messages (#606). An agent that fails
+        # all the same stops the worker (CrashingSupervisor) rather than being restarted in
+        # place; the restarted worker resumes from the committed offsets.
         @app.agent(inputs, concurrency=1, name="audit_events", supervisor_strategy=CRASH)
         async def audit_events(stream: Any) -> None:
             async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
-                self.open_batches += 1
-                out = Outputs()
-                for event in events:
-                    m = event.message
-                    one = pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
-                    out.alerts += one.alerts
-                    out.facts += one.facts
-                    out.deadletters += one.deadletters
-                sends = send_alerts(out.alerts)
-                sends += [facts.send_soon(key=key.encode(), value=value)
-                          for key, value in encode_facts(out.facts).items()]
-                sends += [deadletter_topic.send_soon(key=d.source.encode(),
-                                                     value=d.to_json().encode())
-                          for d in out.deadletters]
-                await delivered(sends)
-                pipeline.flush_joins()
-                self.open_batches -= 1  # not in a `finally`: an interrupted batch stays open
+                await batches.events(event.message for event in events)
 
         @app.agent(facts, concurrency=1, name="audit_aggregates", supervisor_strategy=CRASH)
         async def audit_aggregates(stream: Any) -> None:
             async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
-                self.open_batches += 1
-                alerts: list[Alert] = []
-                for event in events:
-                    alerts += pipeline.on_facts(event.message.partition, event.message.value)
-                await delivered(send_alerts(alerts))
-                pipeline.flush_aggregates()
-                self.open_batches -= 1
+                await batches.facts(event.message for event in events)
 
     def _define_pages(self) -> None:
         app = self.app
@@ -190,23 +155,31 @@ class AuditorWorker:
         async def healthz(web: Any, request: Any) -> Any:
             return web.json({"status": "ok"})
 
+        # Liveness stays 200 while the broker is away: a restart would not bring it back.
         @app.page("/readyz")
         async def readyz(web: Any, request: Any) -> Any:
             ready = self.ready()
-            return web.json({"ready": ready, "assigned": self.assigned()},
+            health = self.broker_health
+            return web.json({"ready": ready, "assigned": self.assigned(),
+                             "broker_connected": health.connected,
+                             "broker_silent_seconds": round(health.silent_seconds, 1)},
                             status=200 if ready else 503)
 
     def ready(self) -> bool:
-        """Joined the group, tables recovered, not rebalancing."""
+        """Joined the group, tables recovered, not rebalancing, and the broker answered
+        within the grace period."""
         if self.app._consumer is None or self.app.rebalancing:
+            return False
+        if not self.broker_health.within_grace():
             return False
         return bool(self.app.tables.recovery.completed.is_set())
 
     def assigned(self) -> list[str]:
-        if self.app._consumer is None:
-            return []
-        return sorted(f"{tp.topic}:{tp.partition}" for tp in self.app.consumer.assignment()
-                      if not tp.topic.endswith("-changelog"))
+        """Assigned partitions of the input and repartition topics (no changelogs, no faust
+        leader topic)."""
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in self._assigned_partitions()
+                      if not tp.topic.endswith("-changelog")
+                      and not tp.topic.endswith("-__assignor-__leader"))
 
     def _define_reload(self, directory: Path, interval: float) -> None:
         """The rules directory is watched; a change is validated first and swapped in between
@@ -214,7 +187,7 @@ class AuditorWorker:
 
         def loaded(pack: RulePack) -> None:
             self.pipeline.set_rules(pack)
-            self.counters.rules_reloaded(pack.rule_count)
+            self.counters.rules_reloaded(pack)
 
         reloader = RuleReloader(directory, loaded,
                                 lambda errors: self.counters.rules_reloaded(None))
@@ -224,30 +197,25 @@ class AuditorWorker:
             reloader.poll()
 
     def _define_signals(self) -> None:
-        app, pipeline = self.app, self.pipeline
+        app = self.app
 
         @app.on_partitions_revoked.connect
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            pipeline.forget()
+            await self.batches.rebalance(revoked)
             log.info("partitions revoked: %s",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)) or "none")
 
         @app.on_partitions_assigned.connect
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            pipeline.forget()
+            await self.batches.rebalance(assigned)
             log.info("partitions assigned: %s; recovering tables",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned
                                       if not tp.topic.endswith("-changelog"))) or "none")
 
         @app.on_before_shutdown.connect
         async def commit_on_stop(sender: Any, **kwargs: Any) -> None:
-            # A clean stop commits what was processed since the last periodic commit, so a
-            # restart does not redo it (the streams are paused by now). Not when a batch was
-            # cut short: faust acks a batch's events when its loop is left, even by a
-            # cancellation, so committing would skip the unfinished events.
-            if self.open_batches:
-                log.warning("stopping mid-batch: offsets not committed, the restart redoes them")
-                return
+            # A clean stop commits what was done since the last periodic commit, so a restart
+            # does not redo it; the commit gate keeps an unfinished batch uncommitted.
             try:
                 await app.consumer.commit()
                 log.info("committed offsets before stopping")
@@ -265,3 +233,30 @@ class AuditorWorker:
             log.info("events %s; alerts %d; watermark %s", counts,
                      sum(self.counters.alerts.values()),
                      time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.pipeline.watermark)))
+
+    def _assigned_partitions(self) -> set[Any]:
+        """This worker's assigned topic partitions; empty before the consumer has started."""
+        if self.app._consumer is None:
+            return set()
+        try:
+            return set(self.app.consumer.assignment())
+        except Exception:  # the consumer thread is starting or being replaced
+            return set()
+
+    def _fetched_highwater(self, tp: Any) -> int | None:
+        """The high watermark of an assigned partition in the last fetch response, if any."""
+        if self.app._consumer is None:
+            return None
+        try:
+            value = self.app.consumer.highwater(tp)
+        except Exception:  # not assigned (any more), or the consumer is being replaced
+            return None
+        return value if isinstance(value, int) else None
+
+    def _define_broker_watch(self) -> None:
+        """Every few seconds, ask the broker for the consumer lag; its answer (or none) is the
+        worker's broker health. On the agents' event loop, never blocking it."""
+
+        @self.app.task
+        async def watch_broker() -> None:
+            await self.lag.run()
