@@ -2,7 +2,8 @@
 
 For each batch, of either agent:
 1. the pipeline audits every message (no await in between: a batch is processed whole);
-2. its outputs -- alerts, dead letters, facts messages -- are delivered to the broker;
+2. its outputs -- alerts, dead letters, facts messages -- are delivered to the broker, and
+   then the heartbeats that tell the aggregate stages how far the batch's sources are;
 3. then the state it changed is logged to the changelogs, once per key, and delivered;
 4. only then are its offsets marked done, so faust may commit them (commit_gate.py).
 A crash or stop anywhere before 4 leaves the offsets uncommitted: the restarted worker reads the
@@ -20,6 +21,7 @@ from auditor.events.deadletter import DEADLETTER_MAX_BYTES, DeadLetter
 from auditor.worker.commit_gate import CommitGate
 from auditor.worker.delivery import Delivery, Outgoing
 from auditor.worker.pipeline import Outputs, Pipeline
+from auditor.worker.records import FactsMessage
 from auditor.worker.tables import ChangelogRecord
 
 # A dead letter refused as too large is tried again at these bounds, then given up.
@@ -54,10 +56,9 @@ class Batches:
                 one = self.pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
                 out.alerts += one.alerts
                 out.deadletters += one.deadletters
-            facts = [Outgoing("facts", None, self.topics.facts, None if f.key is None
-                              else f.key.encode(), f.value, f.partition)
-                     for f in self.pipeline.facts_messages()]
-            await self.delivery.deliver([*self._outputs(out), *facts])  # 2
+            facts, heartbeats = self.pipeline.facts_messages()
+            await self.delivery.deliver([*self._outputs(out), *self._facts(facts)])  # 2
+            await self.delivery.deliver(self._facts(heartbeats))  # 2b: after the facts
             await self._log_state(self.pipeline.state_records())  # 3
             self._done(messages)  # 4
             self.pipeline.counters.watermark = self.pipeline.watermark
@@ -81,6 +82,11 @@ class Batches:
         async with self.events_lock, self.facts_lock:
             await self._log_state(self.pipeline.forget())
             self.gate.forget(revoked)
+
+    def _facts(self, messages: list[FactsMessage]) -> list[Outgoing]:
+        return [Outgoing("facts", None, self.topics.facts,
+                         None if m.key is None else m.key.encode(), m.value, m.partition)
+                for m in messages]
 
     def _outputs(self, out: Outputs) -> list[Outgoing]:
         alerts = [Outgoing("alerts", a, self.topics.alerts, a.alert_id.encode(),

@@ -66,6 +66,9 @@ class _JoinPartition:
         self.stage = stage
         self.store = store
         self.facts: dict[str, list[AggregateFact]] = {}
+        # The watermark at the end of the last batch, whose facts are all delivered: what
+        # this batch's facts messages may claim.
+        self.announced = store.watermark
         self.heartbeat_day: int | None = None  # the watermark's day when last sent to all
 
     def audit(self, event: Event) -> Joined:
@@ -150,24 +153,30 @@ class Pipeline:
                 f"partitioner=murmur2_random")
         return None
 
-    def facts_messages(self, max_bytes: int = FACTS_MAX_BYTES) -> list[FactsMessage]:
-        """What the join stages have to tell the aggregate stages since the last call: facts
-        by key, each message with its source partition and that partition's watermark; and,
-        when a source's watermark reached a new day, a heartbeat to every aggregate partition,
-        so a period can settle there even if this source sends it no facts."""
-        messages: list[FactsMessage] = []
+    def facts_messages(self, max_bytes: int = FACTS_MAX_BYTES
+                       ) -> tuple[list[FactsMessage], list[FactsMessage]]:
+        """What the join stages have to tell the aggregate stages since the last call, in two
+        parts to deliver one after the other:
+        1. facts by key, each message with its source partition and the watermark that source
+           had when the batch began (every fact of earlier events is delivered by then, so no
+           period settles on it before this batch's facts are in);
+        2. heartbeats: when a source's watermark has reached a new day, its watermark now, to
+           every aggregate partition -- sent once the facts are delivered, so it follows them --
+           so a period settles there even if this source sends it no facts."""
+        facts: list[FactsMessage] = []
+        beats: list[FactsMessage] = []
         for source, join in self.joins.items():
-            watermark = join.store.watermark
-            for key, facts in join.facts.items():
-                messages += [FactsMessage(key, None, value)
-                             for value in encode_facts(key, source, watermark, facts, max_bytes)]
+            for key, batch in join.facts.items():
+                facts += [FactsMessage(key, None, value) for value in
+                          encode_facts(key, source, join.announced, batch, max_bytes)]
             join.facts = {}
+            watermark = join.announced = join.store.watermark
             day = int(watermark // DAY)
             if watermark and day != join.heartbeat_day:
                 join.heartbeat_day = day
                 [beat] = encode_facts(None, source, watermark, [], max_bytes)
-                messages += [FactsMessage(None, p, beat) for p in range(self.partitions)]
-        return messages
+                beats += [FactsMessage(None, p, beat) for p in range(self.partitions)]
+        return facts, beats
 
     def on_facts(self, partition: int, offset: int, topic: str, value: bytes | None) -> Outputs:
         """One message of the repartition topic (written by a worker, maybe of another

@@ -30,7 +30,8 @@ def deliver_facts(pipeline: Pipeline) -> list:
     """The facts messages as the repartition topic delivers them: by key, or to the partition
     a heartbeat names."""
     alerts = []
-    for n, message in enumerate(pipeline.facts_messages()):
+    facts, heartbeats = pipeline.facts_messages()
+    for n, message in enumerate(facts + heartbeats):
         partition = (message.partition if message.key is None
                      else expected_partition(message.key.encode(), PARTITIONS))
         alerts += pipeline.on_facts(partition, n, "facts", message.value).alerts
@@ -75,7 +76,7 @@ def test_redelivered_facts_change_nothing(rules, lines):
     line = next(line for line in lines if b'"new_logo"' in line)
     key = json.loads(line)["account_id"].encode()
     pipeline.on_input("t", expected_partition(key, PARTITIONS), 0, key, line)
-    messages = [m for m in pipeline.facts_messages() if m.key is not None]
+    messages, _ = pipeline.facts_messages()
     assert messages
     for m in messages:
         pipeline.on_facts(0, 0, "facts", m.value)

@@ -19,7 +19,7 @@ def test_an_input_topic_with_another_partition_count_is_refused():
     settings = from_environment({"partitions": 4}, env={})
     counts = {"deals.closed": 4, "accounts.churned": 6, settings.facts_topic: 4,
               "audit.alerts": 1}
-    with pytest.raises(PartitionCountError, match="accounts.churned has 6.*--partitions"):
+    with pytest.raises(PartitionCountError, match=r"accounts\.churned has 6.*--partitions"):
         _check_partitions(FakeAdmin(counts), settings, list(counts))
 
 
