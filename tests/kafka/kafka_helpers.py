@@ -204,3 +204,193 @@ def deal_event(n: int | str, account: str = "acct-1", **fields: Any) -> dict[str
     }
     event.update(fields)
     return event
+
+
+# --- Producing as other clients do, partitions, committed offsets --------------------------------
+
+MIB = 1024 * 1024
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition the Java client and kafka-python give `key` (and librdkafka with
+    `partitioner=murmur2_random`): the one the worker expects an account's events on."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def crc32_partition(key: bytes, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (`consistent_random`) gives a key."""
+    import zlib
+
+    return zlib.crc32(key) % partitions
+
+
+def event_time(event: dict[str, Any]) -> float:
+    """An event's time as epoch seconds: closed_at of a deal, churned_at of a churn."""
+    from datetime import datetime
+
+    text = event["closed_at"] if event["event_type"] == "deal_closed" else event["churned_at"]
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def churn_event(n: int | str, account: str = "acct-1", **fields: Any) -> dict[str, Any]:
+    """A valid account_churned event (a full churn); any field can be overridden."""
+    event: dict[str, Any] = {
+        "event_type": "account_churned", "event_id": f"churn-{n}", "schema_version": 1,
+        "account_id": account, "churned_at": "2026-02-04T00:00:00Z", "churn_type": "full",
+        "arr_lost": 1000.0, "currency": "USD",
+    }
+    event.update(fields)
+    return event
+
+
+def write_jsonl(path: Path, events: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    return path
+
+
+class Produced:
+    """Where a message landed."""
+
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+
+    @property
+    def source(self) -> str:  # as a dead letter names it
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+    def __repr__(self) -> str:
+        return f"Produced({self.source})"
+
+
+class ConfluentProducer:
+    """librdkafka (confluent-kafka), a producer the project did not write. Every `send` waits
+    for its delivery report and says where the message landed."""
+
+    def __init__(self, bootstrap: str, **config: Any) -> None:
+        from confluent_kafka import Producer
+
+        # log_level 2: not librdkafka's connection errors once the test's broker has stopped;
+        # delivery errors still fail `send`.
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0,
+                                  "log_level": 2, **config})
+
+    def send(self, topic: str, key: bytes | None, value: bytes) -> Produced:
+        reports: list[Any] = []
+        self.producer.produce(topic, key=key, value=value,
+                              on_delivery=lambda err, msg: reports.append((err, msg)))
+        left = self.producer.flush(60)
+        assert left == 0 and reports, f"no delivery report for a message to {topic}"
+        err, msg = reports[0]
+        assert err is None, f"the broker refused a {len(value)}-byte message to {topic}: {err}"
+        return Produced(msg.topic(), msg.partition(), msg.offset())
+
+    def send_event(self, stack: Stack, event: dict[str, Any]) -> Produced:
+        """A valid event to its topic, keyed by its account_id."""
+        topic = stack.topics["deals.closed" if event["event_type"] == "deal_closed"
+                             else "accounts.churned"]
+        return self.send(topic, event["account_id"].encode(), json.dumps(event).encode())
+
+
+def confluent_producer(stack: Stack, **config: Any) -> ConfluentProducer:
+    return ConfluentProducer(stack.bootstrap, **config)
+
+
+def topic_partitions(stack: Stack, topic: str) -> int:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap, group_id=None)
+    try:
+        parts = wait_until(lambda: consumer.partitions_for_topic(stack.topics.get(topic, topic)),
+                           timeout=60, what=f"the partitions of {topic}")
+        return len(parts)
+    finally:
+        consumer.close()
+
+
+def read_records(stack: Stack, topic: str, idle_ms: int = 3000) -> list[Any]:
+    """Every record of `topic` from the beginning (kafka-python ConsumerRecords: partition,
+    offset, key, value, serialized_value_size)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(stack.topics.get(topic, topic), bootstrap_servers=stack.bootstrap,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=idle_ms, group_id=None,
+                             max_partition_fetch_bytes=8 * MIB, fetch_max_bytes=64 * MIB)
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def end_offsets_read(stack: Stack, topic: str) -> dict[int, int]:
+    """Each partition's end offset, found by reading it (Tansu's ListOffsets(latest) can
+    answer short of the last records of a batch; a fetch cannot)."""
+    ends: dict[int, int] = {}
+    for record in read_records(stack, topic, idle_ms=2000):
+        ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+    return ends
+
+
+def committed_offsets(stack: Stack, topic: str) -> dict[int, int]:
+    """The worker group's committed offset of each partition of `topic`."""
+    from kafka import KafkaAdminClient
+
+    name = stack.topics.get(topic, topic)
+    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap, request_timeout_ms=10_000)
+    try:
+        offsets = admin.list_group_offsets({stack.group: None}).get(stack.group, {})
+    except Exception:  # no group (or no coordinator) yet: nothing committed
+        return {}
+    finally:
+        admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items()
+            if tp.topic == name and meta.offset is not None and meta.offset >= 0}
+
+
+def caught_up(stack: Stack, topics: list[str]) -> bool:
+    """The worker group has committed every record of `topics` (each partition that has any)."""
+    for topic in topics:
+        ends = end_offsets_read(stack, topic)
+        committed = committed_offsets(stack, topic)
+        if any(committed.get(p, 0) < end for p, end in ends.items()):
+            return False
+    return True
+
+
+def offsets_report(stack: Stack, topics: list[str]) -> str:
+    """Committed / end offset of each partition of `topics`, for a failure message."""
+    lines = []
+    for topic in topics:
+        ends = end_offsets_read(stack, topic)
+        committed = committed_offsets(stack, topic)
+        lines.append(f"{topic}: " + ", ".join(
+            f"p{p} {committed.get(p, 0)}/{ends.get(p, 0)}" for p in sorted({*ends, *committed})))
+    return "committed/end offsets: " + "; ".join(lines)
+
+
+def facts_topic(stack: Stack) -> str:
+    """The worker's repartition topic (named after its group)."""
+    return f"{stack.group}-aggregate-facts"
+
+
+def metric(worker: Worker, name: str, **labels: str) -> float:
+    """The sum of `name`'s samples whose labels include `labels`."""
+    return sum(value for (n, got), value in worker.metrics().items()
+               if n == name and labels.items() <= dict(got).items())
+
+
+def exited(worker: Worker) -> int | None:
+    """The worker's exit code if it has exited (on its own or not), else None."""
+    return None if worker.proc is None else worker.proc.poll()
+
+
+def replay_alerts_args(events: Path, out: Path, *args: str) -> list[dict[str, Any]]:
+    """`replay_alerts` with more `auditor replay` options (e.g. --allowed-lateness-days)."""
+    subprocess.run([AUDITOR, "replay", str(events), "--alerts-out", str(out), "-q", *args],
+                   check=True, capture_output=True)
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+DAY_SECONDS = 86400.0
