@@ -65,18 +65,23 @@ Timestamp = Annotated[datetime, _Rfc3339]
 SchemaVersion = Annotated[Literal[1], _JsonIntOne]
 
 
-def _parse_time(text: str, field: str) -> datetime:
-    """What `datetime.fromisoformat` refused: a lower-case `z` (read from Python 3.11 on only as
-    `Z`), else a value no datetime holds (a month 13, a leap second, an offset of 24 hours)."""
+def _event_time(text: str, field: str) -> tuple[datetime, float]:
+    """The datetime and UTC epoch seconds of an event's RFC 3339 text (already matched)."""
     try:
-        return datetime.fromisoformat(text.upper())
-    except ValueError as error:
-        raise ValueError(f"{field}: {error}") from None
-
-
-def _out_of_range(field: str, when: datetime) -> ValueError:
-    # A datetime holds 9999-12-31T23:59:59-01:00, but not its UTC value, which format_time writes.
-    return ValueError(f"{field}: {when.isoformat()} is outside the years 1 to 9999 in UTC")
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        # A lower-case `z` (read from Python 3.11 on only as `Z`), else a value no datetime
+        # holds (a month 13, a leap second, an offset of 24 hours).
+        try:
+            when = datetime.fromisoformat(text.upper())
+        except ValueError as error:
+            raise ValueError(f"{field}: {error}") from None
+    seconds = when.timestamp()
+    if not FIRST_TIME <= seconds < END_TIME:
+        # A datetime holds 9999-12-31T23:59:59-01:00, but not its UTC value, which
+        # format_time writes.
+        raise ValueError(f"{field}: {when.isoformat()} is outside the years 1 to 9999 in UTC")
+    return when, seconds
 
 
 def _commission(field: str) -> Any:
@@ -114,14 +119,7 @@ class Deal:
         if self.paid_upfront > self.amount:
             raise ValueError("commission.paid_upfront must not exceed commission.amount")
         text: str = self.closed_at  # type: ignore[assignment]  # RFC 3339 text until here
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            when = _parse_time(text, "closed_at")
-        self.closed_at = when
-        self.time = seconds = when.timestamp()
-        if not FIRST_TIME <= seconds < END_TIME:
-            raise _out_of_range("closed_at", when)
+        self.closed_at, self.time = _event_time(text, "closed_at")
 
     def __repr__(self) -> str:
         return f"Deal({self.deal_id!r}, {self.deal_type}, account={self.account_id!r})"
@@ -143,14 +141,7 @@ class Churn:
 
     def __post_init__(self) -> None:
         text: str = self.churned_at  # type: ignore[assignment]  # RFC 3339 text until here
-        try:
-            when = datetime.fromisoformat(text)
-        except ValueError:
-            when = _parse_time(text, "churned_at")
-        self.churned_at = when
-        self.time = seconds = when.timestamp()
-        if not FIRST_TIME <= seconds < END_TIME:
-            raise _out_of_range("churned_at", when)
+        self.churned_at, self.time = _event_time(text, "churned_at")
 
     def __repr__(self) -> str:
         return f"Churn({self.event_id!r}, {self.churn_type}, account={self.account_id!r})"

@@ -12,6 +12,7 @@ from kafka_helpers import (
     confluent_producer,
     crc32_partition,
     deal_event,
+    event_time,
     metric,
     murmur2_partition,
     offsets_report,
@@ -114,6 +115,13 @@ def test_events_on_the_wrong_partition_are_dead_lettered(stack, tmp_path):
     if invalid != len(wrong):
         problems.append(f'auditor_events_total{{outcome="invalid"}} is {invalid}, '
                         f"expected {len(wrong)}")
+
+    # The watermark gauge is set in the worker: at most the newest event time audited.
+    watermark = metric(worker, "auditor_watermark_timestamp_seconds")
+    newest = max(event_time(e) for e in right + lucky)
+    if not 0 < watermark <= newest:
+        problems.append(f"auditor_watermark_timestamp_seconds is {watermark}, expected in "
+                        f"(0, {newest}]")
 
     got = per_deal(stack.alerts())
     if got.keys() - expected.keys():
