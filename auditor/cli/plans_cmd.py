@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from auditor.cli import whatif_cmd
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plans", help="the plan registry (rules/plans.yaml)")
@@ -13,6 +15,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit.add_argument("dir", nargs="?", help="rules directory (default: the repo's rules/)")
     audit.add_argument("--alerts-out", metavar="FILE", help="write the findings as alerts")
     audit.set_defaults(run=run_audit)
+    whatif_cmd.register(plans_sub)
 
 
 def run_audit(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@
         multi_year_basis: acv            # what a multi-year deal's rate applies to: acv or tcv
         paid_at_close: {multi_year: 0.5, single_year: 0.8}   # share of commission at signature
         clawback_days: 180               # 0: no clawback
+        clawback_share: 1.0              # optional, default 1: share of the upfront pay recovered
         accelerators:
           - {applies_to: [new_logo], above_quota: 1.0, multiplier: 1.5}
     audit:
@@ -51,6 +52,8 @@ class PlanSpec(_Strict):
     multi_year_basis: Literal["acv", "tcv"]
     paid_at_close: PaidAtClose
     clawback_days: Annotated[int, Field(ge=0)]
+    # The share of a deal's upfront pay its clawback recovers (what-if; deals do not carry it).
+    clawback_share: Share = 1.0
     accelerators: list[Accelerator] = Field(default_factory=list)
 
 
@@ -78,6 +81,11 @@ def load_plans(directory: Path) -> PlanRegistry | None:
     path = directory / PLANS_FILE
     if not path.exists():
         return None
+    return load_plans_file(path)
+
+
+def load_plans_file(path: Path) -> PlanRegistry:
+    """A registry from any file with the schema of plans.yaml; RuleError if invalid."""
     doc = load_yaml(path)
     spec = validate_document(doc, PlansFile)
     seen: dict[str, int] = {}
