@@ -15,8 +15,12 @@ demo: $(BIN)/.installed
 	mkdir -p out
 	$(BIN)/auditor simulate --accounts 5000 --months 24 --seed 7 --out out/demo-events.jsonl
 	$(BIN)/auditor replay out/demo-events.jsonl --alerts-out out/alerts.jsonl \
-		--deadletter-out out/deadletters.jsonl --metrics-out out/metrics.prom
+		--deadletter-out out/deadletters.jsonl --metrics-out out/metrics.prom \
+		--summary-out out/summary.json
 	@echo "alerts: out/alerts.jsonl  dead letters: out/deadletters.jsonl  metrics: out/metrics.prom"
+	$(BIN)/auditor report --alerts out/alerts.jsonl --summary out/summary.json --plans-audit \
+		--out out/report.html
+	@echo "report: file://$(CURDIR)/out/report.html"
 
 system-deps:
 	scripts/install-system-deps.sh

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: promtool and prometheus (package `prometheus`), and the
-# openssl command (throwaway certificates for the mTLS tests).
+# Debian packages the tests need: promtool and prometheus (package `prometheus`), the openssl
+# command (throwaway certificates for the mTLS tests), and chromium (opens the HTML report
+# headless in its browser test).
 # Installing them does not leave a service running that the tests depend on.
 set -euo pipefail
 missing=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -20,3 +22,4 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/
 fi
 command -v promtool >/dev/null
 command -v openssl >/dev/null
+command -v chromium >/dev/null

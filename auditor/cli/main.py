@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from auditor import __version__
 from auditor.cli import (
     backtest_cmd,
+    findings_cmd,
     plans_cmd,
     produce_cmd,
     replay_cmd,
+    report_cmd,
     rules_cmd,
     simulate_cmd,
     worker_cmd,
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"comp-auditor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (replay_cmd, simulate_cmd, rules_cmd, plans_cmd, backtest_cmd, worker_cmd,
-                   produce_cmd):
+                   produce_cmd, report_cmd, findings_cmd):
         module.register(sub)
     return parser
 

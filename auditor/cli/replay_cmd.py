@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from auditor.metrics.collector import build_registry
 from auditor.plans.metrics import PlanFindingsCollector
 from auditor.replay.progress import Progress
 from auditor.replay.runner import Replay
-from auditor.replay.summary import FindingsDigest
+from auditor.replay.summary import FindingsDigest, summary_data
 from auditor.rules.compiled import RulePack
 from auditor.rules.reload import DEFAULT_INTERVAL_SECONDS, RuleReloader
 
@@ -32,6 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--alerts-out", help="write alerts as JSON Lines to this file")
     p.add_argument("--deadletter-out", help="write dead letters as JSON Lines to this file")
     p.add_argument("--metrics-out", help="write metrics in Prometheus text format to this file")
+    p.add_argument("--summary-out",
+                   help="write the summary as JSON to this file (what `auditor report` reads)")
     p.add_argument("--metrics-port", type=int,
                    help="serve metrics on this port after the replay, until interrupted")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address to serve metrics on")
@@ -82,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
                     replay.pending_rules = None
     if not args.quiet:
         print(digest.render(counters))
+    if args.summary_out:
+        path = Path(args.summary_out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary_data(counters, digest), indent=1) + "\n",
+                        encoding="utf-8")
     plans = PlanFindingsCollector(lambda: replay.engine.rules.plans)
     registry = build_registry(counters, replay.engine.live_values, extra=[plans])
     if args.metrics_out:

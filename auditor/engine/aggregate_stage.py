@@ -14,10 +14,10 @@ from typing import NamedTuple
 
 from auditor.engine.alerts import Alert, money
 from auditor.engine.facts import AggregateFact, deal_of
-from auditor.engine.findings import aggregate_alert
+from auditor.engine.findings import aggregate_alert, time_text
 from auditor.engine.periods import DAY, quarter_of
 from auditor.engine.sink import MetricsSink
-from auditor.engine.state import AggregateState
+from auditor.engine.state import AggregateState, Churned
 from auditor.engine.store import AggregateStore
 from auditor.rules.compiled import AggregateRule, RulePack
 
@@ -76,7 +76,8 @@ class AggregateStage:
                 entry = (fact.deal_type, fact.amount, fact.acv, fact.paid_upfront)
             changed = state.add_entry(fact.member, entry)
         else:
-            changed = state.add_churned(fact.member)
+            changed = state.add_churned(fact.member, Churned(
+                fact.days, fact.money_class, fact.plan_id, fact.team, fact.deal_time))
         if not changed:  # re-delivered
             return NO_ALERTS
         store.put(key, state)
@@ -197,16 +198,34 @@ _NONE = (0, 0.0, 0.0)
 
 
 def explain(rule: AggregateRule, state: AggregateState) -> tuple[dict[str, object], float]:
-    """(evidence, at_risk) of a period that fired: the numbers behind its value."""
+    """(evidence, at_risk) of a period that fired: the numbers behind its value, and for a
+    rule with an at_risk the money of each churned deal by class."""
     totals = state.totals
     if rule.measure == "early_churn_share":
-        churned = [deal_of(m) for m in sorted(state.churned) if m in state.deals]
-        at_risk = state.churned_upfront if rule.at_risk == "churned_paid_upfront" else 0.0
-        return {
+        churned = [m for m in sorted(state.churned) if m in state.deals]
+        evidence: dict[str, object] = {
             "deals": len(state.deals), "churned_deals": len(churned),
-            "churned_deal_ids": churned, "churned_paid_upfront": money(state.churned_upfront),
-        }, at_risk
-    evidence: dict[str, object] = {"deals": len(state.deals)}
+            "churned_deal_ids": [deal_of(m) for m in churned],
+            "churned_paid_upfront": money(state.churned_upfront),
+        }
+        if rule.at_risk != "churned_paid_upfront":
+            return evidence, 0.0
+        by_class: dict[str, float] = {}
+        by_deal = []
+        for m in churned:
+            how = state.churned[m]
+            money_class = how.money_class or "unclassified"
+            amount = state.deals[m][3]
+            by_class[money_class] = by_class.get(money_class, 0.0) + amount
+            account_id, _, deal_id = m.partition("\x1f")
+            by_deal.append({"account_id": account_id, "deal_id": deal_id,
+                            "class": money_class, "amount": money(amount),
+                            "plan_id": how.plan_id, "team": how.team,
+                            "closed_at": time_text(how.deal_time)})
+        evidence["money"] = {k: money(v) for k, v in sorted(by_class.items())}
+        evidence["money_by_deal"] = by_deal
+        return evidence, state.churned_upfront
+    evidence = {"deals": len(state.deals)}
     for deal_type in sorted(totals):
         count, commission, acv = totals[deal_type]
         evidence[deal_type] = {"deals": int(count), "commission": money(commission),

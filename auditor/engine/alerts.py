@@ -18,6 +18,10 @@ def money(amount: float) -> float:
     return round(amount, 2)
 
 
+# Money classes, in the order a tie between two is broken.
+MONEY_CLASSES = ("unrecovered", "recoverable", "overpaid", "exposure")
+
+
 @dataclass(slots=True)
 class Alert:
     alert_id: str
@@ -27,6 +31,10 @@ class Alert:
     event_time: str | None  # None only for findings about a plan itself, not an event
     summary: str
     at_risk: float
+    # What the money is: unrecovered, recoverable, exposure, overpaid; None for ratio findings.
+    # A finding whose deals fall in several classes has the amount of each in evidence["money"]
+    # and here the class of the largest.
+    money_class: str | None
     currency: str
     deal_id: str | None = None
     account_id: str | None = None

@@ -6,9 +6,11 @@ repartition topic.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from auditor.engine.aggregate_stage import AggregateStage, LiveValue
 from auditor.engine.alerts import Alert
-from auditor.engine.join_stage import JoinStage
+from auditor.engine.join_stage import Claim, JoinStage
 from auditor.engine.sink import MetricsSink, NullSink
 from auditor.engine.store import (
     AccountStore,
@@ -52,23 +54,39 @@ class AuditEngine:
     def process(self, event: Event) -> list[Alert]:
         joined = self.join.process(event)
         alerts = joined.alerts
+        found: list[Alert] = []
         if joined.facts:
-            alerts = list(alerts)
             apply = self.aggregate.apply
             for fact in joined.facts:
-                alerts.extend(apply(fact))
+                found.extend(apply(fact))
         watermark = self.accounts.watermark
         if watermark > self._watermark:  # the aggregate stage looks only when it moved
             self._watermark = watermark
-            dropped = self.aggregate.observe(watermark)
-            if dropped:
-                alerts = [*alerts, *dropped]
-        self.join.report(event.event_type, joined)  # all went well: count it once
+            found.extend(self.aggregate.observe(watermark))
+        self.join.report(event, joined)  # all went well: count it once
+        if found:
+            self.claim(found)
+            alerts = [*alerts, *found]
         return alerts
+
+    def claim(self, alerts: list[Alert]) -> None:
+        """Aggregate findings' money per deal into the deals' ledgers (the join stage's), so
+        totals count a deal once per class whichever rules flag it."""
+        for claim in claims_of(alerts):
+            self.join.claim(claim)
 
     def live_values(self) -> list[LiveValue]:
         return self.aggregate.live_values()
 
     def flush(self) -> list[Alert]:
         """End of input: evaluate every aggregate period not yet evaluated."""
-        return self.aggregate.flush()
+        alerts = self.aggregate.flush()
+        self.claim(alerts)
+        return alerts
+
+
+def claims_of(alerts: list[Alert]) -> list[Claim]:
+    """The money of each deal in aggregate findings, for the deals' ledgers."""
+    return [Claim(d["account_id"], d["deal_id"], d["class"], d["amount"], d["plan_id"],
+                  d["team"], datetime.fromisoformat(d["closed_at"]).timestamp())
+            for alert in alerts for d in alert.evidence.get("money_by_deal", ())]

@@ -27,8 +27,9 @@ class AggregateFact:
     # are derived from them; `entry`, when given, is the deal's DealEntry, one tuple shared by
     # the facts of one deal and kept as is by the periods it counts in (a fact read back from
     # the topic has none).
-    FIELDS = ("account_id", "acv", "amount", "deal_id", "deal_type", "group", "kind",
-              "paid_upfront", "period", "period_end", "rule")
+    FIELDS = ("account_id", "acv", "amount", "days", "deal_id", "deal_time", "deal_type", "group",
+              "kind", "money_class", "paid_upfront", "period", "period_end", "plan_id", "rule",
+              "team")
     __slots__ = (*FIELDS, "entry", "key", "member")
 
     DEAL = "deal"
@@ -37,7 +38,9 @@ class AggregateFact:
     def __init__(self, kind: str, rule: str, group: str, period: str, period_end: float,
                  account_id: str, deal_id: str, deal_type: str, amount: float, acv: float,
                  paid_upfront: float, entry: DealEntry | None = None,
-                 member_key: str | None = None) -> None:
+                 member_key: str | None = None, days: float = 0.0,
+                 money_class: str | None = None, plan_id: str = "", team: str = "",
+                 deal_time: float = 0.0) -> None:
         self.kind = kind
         self.rule = rule
         self.group = group
@@ -49,6 +52,15 @@ class AggregateFact:
         self.amount = amount
         self.acv = acv
         self.paid_upfront = paid_upfront
+        # A churned fact: days from the deal to the churn that counts it (the earliest such),
+        # and the class of the deal's money by the rule (its clawback reaches that day?).
+        # and where the money belongs, should the finding claim it (the deal's plan, team
+        # and time; a deal fact leaves them empty).
+        self.days = days
+        self.money_class = money_class
+        self.plan_id = plan_id
+        self.team = team
+        self.deal_time = deal_time
         self.entry = entry
         self.key = f"{rule}\x1f{group}\x1f{period}"  # every fact is applied, or sent, by key
         # Given when a deal makes several facts: one string for all of them.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from auditor.engine.alerts import Alert, alert_id, money
+from auditor.engine.alerts import MONEY_CLASSES, Alert, alert_id, money
 from auditor.engine.state import AggregateState
 from auditor.events.models import END_TIME, Churn, Deal, format_time
 from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RuleMeta
@@ -51,21 +51,32 @@ def deal_at_risk(kind: str, deal: Deal, churn: Churn | None = None) -> float:
 # Alerts about a deal are built with positional arguments, a third of the cost of 21 keywords;
 # this order is the alert contract's, and a change to it must show here.
 _DEAL_ALERT_FIELDS = ("alert_id", "rule", "kind", "severity", "event_time", "summary", "at_risk",
-                      "currency", "deal_id", "account_id", "rep_id", "team", "plan_id",
-                      "group_by", "group", "period", "value", "threshold", "evidence", "labels",
-                      "runbook")
+                      "money_class", "currency", "deal_id", "account_id", "rep_id", "team",
+                      "plan_id", "group_by", "group", "period", "value", "threshold",
+                      "evidence", "labels", "runbook")
 if tuple(f.name for f in fields(Alert)) != _DEAL_ALERT_FIELDS:
     raise ImportError("the fields of Alert changed: update _deal_alert to match")
 
 
 def _deal_alert(meta: RuleMeta, key: tuple[str, ...], severity: str, event_time: str,
-                summary: str, at_risk: float, currency: str, deal: Deal,
-                evidence: dict[str, object]) -> Alert:
+                summary: str, at_risk: float, money_class: str | None, currency: str,
+                deal: Deal, evidence: dict[str, object]) -> Alert:
+    if money_class is not None:
+        evidence["money"] = {money_class: money(at_risk)}
     return Alert(
         alert_id(meta.id, *key), meta.id, meta.kind, severity, event_time, summary,
-        money(at_risk), currency, deal.deal_id, deal.account_id, deal.rep_id, deal.team,
-        deal.plan_id, None, None, None, None, None, evidence, meta.labels, meta.runbook,
+        money(at_risk), money_class, currency, deal.deal_id, deal.account_id, deal.rep_id,
+        deal.team, deal.plan_id, None, None, None, None, None, evidence, meta.labels,
+        meta.runbook,
     )
+
+
+# Clawback windows a counterfactual names: the shortest that would have reached the churn.
+COUNTERFACTUAL_WINDOWS = (30, 60, 90, 180, 365)
+
+
+def counterfactual_window(days: float) -> int | None:
+    return next((w for w in COUNTERFACTUAL_WINDOWS if days <= w), None)
 
 
 def deal_alert(rule: DealRule, deal: Deal, currency: str) -> Alert:
@@ -74,7 +85,8 @@ def deal_alert(rule: DealRule, deal: Deal, currency: str) -> Alert:
     summary = (
         f"Deal {deal.deal_id} ({deal.term_months} months, commission on {deal.basis}) paid "
         f"{share:.0%} of its {money(deal.amount):,.2f} {currency} commission upfront; "
-        f"{money(at_risk):,.2f} {currency} is for years after the first."
+        f"{money(at_risk):,.2f} {currency} is for years after the first, paid ahead of "
+        f"revenue not yet earned."
     )
     closed_at = time_text(deal.time)
     evidence = {
@@ -83,8 +95,9 @@ def deal_alert(rule: DealRule, deal: Deal, currency: str) -> Alert:
         "commission_amount": money(deal.amount), "paid_upfront": money(deal.paid_upfront),
         "upfront_share": round(share, 4),
     }
+    money_class = rule.money.otherwise if rule.money is not None else None
     return _deal_alert(rule.meta, (deal.account_id, deal.deal_id), rule.severity, closed_at,
-                       summary, at_risk, currency, deal, evidence)
+                       summary, at_risk, money_class, currency, deal, evidence)
 
 
 def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: str) -> Alert:
@@ -100,22 +113,45 @@ def join_alert(rule: JoinRule, deal: Deal, churn: Churn, days: float, currency: 
         "clawback_days": deal.clawback_days, "commission_amount": money(deal.amount),
         "paid_upfront": money(deal.paid_upfront),
     }
+    money_class = rule.money.of(deal.clawback_days, days) if rule.money is not None else None
     if rule.deal_after_churn:
         summary = (
             f"Account {deal.account_id} fully churned and was sold again as a {deal.deal_type} "
             f"{days:.0f} days later (deal {deal.deal_id}), earning "
-            f"{money(deal.amount):,.2f} {currency} commission."
+            f"{money(deal.amount):,.2f} {currency} commission"
+            + (f", {money(at_risk):,.2f} {currency} of it {money_class}." if money_class
+               else ".")
         )
         return _deal_alert(rule.meta, (deal.account_id, deal.deal_id), severity, closed_at,
-                           summary, at_risk, currency, deal, evidence)
+                           summary, at_risk, money_class, currency, deal, evidence)
     summary = (
         f"Account {deal.account_id} churned ({churn.churn_type}) {days:.0f} days after "
-        f"{deal.deal_type} deal {deal.deal_id}"
-        + f" ({deal.discount_pct:.0%} discount)"
-        + f"; {money(at_risk):,.2f} {currency} of commission paid upfront is unrecovered."
+        f"{deal.deal_type} deal {deal.deal_id} ({deal.discount_pct:.0%} discount); "
+        + _churned_money(at_risk, money_class, deal, days, currency, evidence)
     )
     return _deal_alert(rule.meta, (deal.account_id, deal.deal_id, churn.event_id), severity,
-                       churned_at, summary, at_risk, currency, deal, evidence)
+                       churned_at, summary, at_risk, money_class, currency, deal, evidence)
+
+
+def _churned_money(at_risk: float, money_class: str | None, deal: Deal, days: float,
+                   currency: str, evidence: dict[str, object]) -> str:
+    """The sentence on commission paid on revenue that left, by what it is; an unrecovered
+    amount names the clawback that would have recovered it (also in the evidence)."""
+    amount = f"{money(at_risk):,.2f} {currency} of commission paid upfront"
+    if money_class == "recoverable":
+        return (f"{amount} is recoverable under the deal's {deal.clawback_days}-day "
+                f"clawback.")
+    if money_class != "unrecovered":
+        return f"{amount} is at risk." if money_class is None else f"{amount} is {money_class}."
+    window = counterfactual_window(days)
+    if window is None or not at_risk:
+        return f"{amount} is unrecovered."
+    evidence["counterfactual"] = {"clawback_days": window, "recovered": money(at_risk)}
+    return f"{amount} is unrecovered; a {window}-day clawback would have recovered it."
+
+
+def _class_rank(money_class: str) -> int:
+    return MONEY_CLASSES.index(money_class) if money_class in MONEY_CLASSES else 99
 
 
 def aggregate_alert(rule: AggregateRule, state: AggregateState, value: float,
@@ -128,15 +164,25 @@ def aggregate_alert(rule: AggregateRule, state: AggregateState, value: float,
         "new_logo_commission_share": "share of commission paid on new logos",
         "early_churn_share": "share of new-logo and expansion deals fully churned early",
     }[rule.measure]
+    by_class = evidence.get("money")
+    money_class = None
+    if isinstance(by_class, dict) and by_class:
+        # The class of the largest amount; ties broken in MONEY_CLASSES order.
+        money_class = max(by_class, key=lambda c: (by_class[c], -_class_rank(c)))
+        parts = ", ".join(f"{by_class[c]:,.2f} {currency} {c}"
+                          for c in sorted(by_class, key=_class_rank))
+        paid = f"; {money(at_risk):,.2f} {currency} paid upfront on them ({parts})."
+    else:
+        paid = f"; {money(at_risk):,.2f} {currency} paid upfront on them." if at_risk else "."
     summary = (
         f"{rule.group_by} {state.group} in {state.period}: {what} was {value:.2f}, "
-        f"{comparison} the threshold {rule.threshold:g}"
-        + (f"; {money(at_risk):,.2f} {currency} paid upfront on them." if at_risk else ".")
+        f"{comparison} the threshold {rule.threshold:g}" + paid
     )
     return Alert(
         alert_id=alert_id(meta.id, state.group, state.period), rule=meta.id, kind=meta.kind,
         severity=rule.severity, event_time=time_text(state.end), summary=summary,
-        at_risk=money(at_risk), currency=currency, group_by=rule.group_by, group=state.group,
+        at_risk=money(at_risk), money_class=money_class, currency=currency,
+        group_by=rule.group_by, group=state.group,
         period=state.period, value=round(value, 6), threshold=rule.threshold, evidence=evidence,
         labels=meta.labels, runbook=meta.runbook,
     )

@@ -28,6 +28,22 @@ DEAL, CHURNED = AggregateFact.DEAL, AggregateFact.CHURNED
 _Aggregate = tuple[AggregateRule, str, Callable[[Deal], str], bool]
 
 
+# (class, plan_id, team, the deal's time, amount added to the class's total)
+Flag = tuple[str, str, str, float, float]
+
+
+class Claim(NamedTuple):
+    """An aggregate finding's money on one of its deals, for that deal's ledger."""
+
+    account_id: str
+    deal_id: str
+    money_class: str
+    amount: float
+    plan_id: str
+    team: str
+    time: float  # the deal's
+
+
 class Joined(NamedTuple):
     """What one event did at the join stage: its outcome for the events counter, the alerts it
     raised and the facts it sends on. Reported (`JoinStage.report`) only once the caller has
@@ -36,9 +52,11 @@ class Joined(NamedTuple):
     outcome: str  # processed, late or duplicate
     alerts: list[Alert]
     facts: list[AggregateFact]
+    # What the alerts added to the de-duplicated totals.
+    flagged: list[Flag]
 
 
-DUPLICATE = Joined("duplicate", NO_ALERTS, NO_FACTS)
+DUPLICATE = Joined("duplicate", NO_ALERTS, NO_FACTS, [])
 
 
 class JoinStage:
@@ -87,25 +105,47 @@ class JoinStage:
             alerts, facts = self._on_churn(event, state)
             state.churns.append(event)
         state.event_ids.add(event.event_id)
+        flagged = _flag(state, alerts) if alerts else []
         store.put(event.account_id, state, time)
 
         # Expire once per day of event time, not per event.
         if now > watermark and int(now // DAY) != int(watermark // DAY):
             store.expire(now - self.horizon - self.lateness)
-        return Joined(outcome, alerts, facts)
+        return Joined(outcome, alerts, facts, flagged)
 
     def audit(self, event: Event) -> Joined:
         """`process` and `report`: the whole of an event's work when this stage is alone."""
         joined = self.process(event)
-        self.report(event.event_type, joined)
+        self.report(event, joined)
         return joined
 
-    def report(self, event_type: str, joined: Joined) -> None:
-        """Count the event and its alerts, once its outputs are in hand."""
+    def report(self, event: Event, joined: Joined) -> None:
+        """Count the event, the commission a deal paid, its alerts and what they flagged, once
+        its outputs are in hand."""
         sink = self.sink
-        sink.event(event_type, joined.outcome)
+        sink.event(event.event_type, joined.outcome)
+        if type(event) is Deal and joined.outcome != "duplicate":
+            sink.commission_paid(event.plan_id, event.team, event.time, event.amount)
         for alert in joined.alerts:
             sink.alert(alert)
+        for flag in joined.flagged:
+            sink.commission_flagged(*flag)
+
+    def claim(self, claim: Claim) -> Flag | None:
+        """An aggregate finding's money on one deal of this stage's account: recorded in the
+        deal's ledger; what it adds to the class's total, if anything."""
+        state = self.store.get(claim.account_id)
+        if state is None:
+            state = AccountState()
+        entry = state.flag(claim.deal_id, claim.plan_id, claim.team, claim.time)
+        added = entry.flag(claim.money_class, claim.amount)
+        account_id = claim.account_id
+        self.store.put(account_id, state, entry.time)
+        if not added:
+            return None
+        flag = (claim.money_class, entry.plan_id, entry.team, entry.time, added)
+        self.sink.commission_flagged(*flag)
+        return flag
 
     def _on_deal(self, deal: Deal, state: AccountState) -> tuple[list[Alert], list[AggregateFact]]:
         alerts: list[Alert] = []
@@ -135,12 +175,14 @@ class JoinStage:
                 group = group_of(deal)
                 facts.append(AggregateFact(DEAL, rule_id, group, period, end, account_id, deal_id,
                                            deal_type, amount, acv, upfront, entry, key))
-                if churn_share and churns and any(
-                    self._churned_early(agg, deal, churn) for churn in churns
-                ):
-                    facts.append(AggregateFact(CHURNED, rule_id, group, period, end, account_id,
-                                               deal_id, deal_type, amount, acv, upfront,
-                                               member_key=key))
+                if churn_share and churns:
+                    days = self._earliest_churn(agg, deal, churns)
+                    if days is not None:
+                        facts.append(AggregateFact(
+                            CHURNED, rule_id, group, period, end, account_id, deal_id,
+                            deal_type, amount, acv, upfront, member_key=key, days=days,
+                            money_class=_money_class(agg, deal, days), plan_id=deal.plan_id,
+                            team=deal.team, deal_time=deal.time))
         return alerts, facts
 
     def _join_deal(self, join: JoinRule, deal: Deal, state: AccountState,
@@ -194,15 +236,49 @@ class JoinStage:
                 if (agg.deal is None or agg.deal(deal)) and self._churned_early(agg, deal, churn):
                     period, end = quarter_of(deal.time)
                     group = getattr(deal, agg.group_by)
+                    days = (churn.time - deal.time) / DAY
                     facts.append(AggregateFact(CHURNED, agg.meta.id, group, period, end,
                                                deal.account_id, deal.deal_id, deal.deal_type,
-                                               deal.amount, deal.acv, deal.paid_upfront))
+                                               deal.amount, deal.acv, deal.paid_upfront,
+                                               days=days,
+                                               money_class=_money_class(agg, deal, days),
+                                               plan_id=deal.plan_id, team=deal.team,
+                                               deal_time=deal.time))
         return alerts, facts
+
+    @classmethod
+    def _earliest_churn(cls, agg: AggregateRule, deal: Deal, churns: list[Churn]
+                        ) -> float | None:
+        """Days to the earliest churn that counts the deal as churned early, if any."""
+        days = [(c.time - deal.time) / DAY for c in churns if cls._churned_early(agg, deal, c)]
+        return min(days) if days else None
 
     @staticmethod
     def _churned_early(agg: AggregateRule, deal: Deal, churn: Churn) -> bool:
         days = (churn.time - deal.time) / DAY
         return 0 <= days <= agg.churn_within_days and (agg.churn is None or agg.churn(churn))
+
+
+def _flag(state: AccountState, alerts: list[Alert]) -> list[Flag]:
+    """Record the money of per-deal alerts in their deals' ledger entries."""
+    flagged: list[Flag] = []
+    for alert in alerts:
+        money = alert.evidence.get("money")
+        if not money or alert.deal_id is None:
+            continue
+        deal = state.deals.get(alert.deal_id)
+        if deal is None:
+            continue
+        entry = state.flag(deal.deal_id, deal.plan_id, deal.team, deal.time)
+        for money_class, amount in money.items():
+            added = entry.flag(money_class, amount)
+            if added:
+                flagged.append((money_class, entry.plan_id, entry.team, entry.time, added))
+    return flagged
+
+
+def _money_class(agg: AggregateRule, deal: Deal, days: float) -> str | None:
+    return agg.money.of(deal.clawback_days, days) if agg.money is not None else None
 
 
 def _recovered(join: JoinRule, deal: Deal, days: float) -> bool:

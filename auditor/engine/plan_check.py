@@ -54,11 +54,13 @@ def plan_alert(registry: PlanRegistry, deal: Deal, currency: str) -> Alert | Non
         severity="warning",
         event_time=format_time(deal.time),
         summary=f"Deal {deal.deal_id} contradicts plan {deal.plan_id}: " + "; ".join(found) + ".",
-        at_risk=money(at_risk), currency=currency, deal_id=deal.deal_id,
+        # Paid at signature beyond what the plan pays: a rate the facts do not justify.
+        at_risk=money(at_risk), money_class="overpaid", currency=currency, deal_id=deal.deal_id,
         account_id=deal.account_id, rep_id=deal.rep_id, team=deal.team, plan_id=deal.plan_id,
         evidence={"deal_event_id": deal.event_id, "differences": found,
                   "commission_amount": money(deal.amount), "paid_upfront": money(deal.paid_upfront),
-                  "plan_paid_at_close": money(expected * share)},
+                  "plan_paid_at_close": money(expected * share),
+                  "money": {"overpaid": money(at_risk)}},
         labels={"area": "plan"}, runbook="Check the deal against the plan in rules/plans.yaml; "
         "if the plan is out of date, update the registry, else correct the payout.",
     )

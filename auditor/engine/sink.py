@@ -12,6 +12,15 @@ class MetricsSink(Protocol):
 
     def alert(self, alert: Alert) -> None: ...
 
+    def commission_paid(self, plan_id: str, team: str, time: float, amount: float) -> None:
+        """A processed deal's commission; `time` is the deal's (for breakdowns by period)."""
+        ...
+
+    def commission_flagged(self, money_class: str, plan_id: str, team: str, time: float,
+                           amount: float) -> None:
+        """`amount` more of a class's total: a deal's largest in the class grew by it."""
+        ...
+
 
 class NullSink:
     """For callers that want alerts only."""
@@ -20,4 +29,11 @@ class NullSink:
         pass
 
     def alert(self, alert: Alert) -> None:
+        pass
+
+    def commission_paid(self, plan_id: str, team: str, time: float, amount: float) -> None:
+        pass
+
+    def commission_flagged(self, money_class: str, plan_id: str, team: str, time: float,
+                           amount: float) -> None:
         pass

@@ -2,19 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from auditor.engine.facts import DealEntry
 from auditor.events.models import Churn, Deal, event_from_dict, event_to_dict
 
 # Most accounts never have a deal-after-churn finding: they share this until their first.
 NOTHING_FIRED: frozenset[str] = frozenset()
+# How much longer than its deal a ledger entry is kept: a deal's quarter ends at most 92 days
+# after it, and an aggregate period's money can be claimed until the period leaves the
+# horizon (replay evaluates it then at the latest).
+LEDGER_MARGIN = 2 * 92 * 86400.0
+
+
+class Flagged:
+    """The commission findings flagged on one deal, by money class: the largest amount any
+    finding gives it in each, so totals count the deal once per class."""
+
+    __slots__ = ("money", "plan_id", "team", "time")
+
+    def __init__(self, plan_id: str, team: str, time: float,
+                 money: dict[str, float] | None = None) -> None:
+        self.plan_id = plan_id
+        self.team = team
+        self.time = time  # the deal's
+        self.money: dict[str, float] = money if money is not None else {}
+
+    def flag(self, money_class: str, amount: float) -> float:
+        """Record `amount` in `money_class`; what it adds to the class's total (0 if an earlier
+        finding gave this deal as much or more)."""
+        before = self.money.get(money_class, 0.0)
+        if amount <= before:
+            return 0.0
+        self.money[money_class] = amount
+        return amount - before
+
+
+class Churned(NamedTuple):
+    """A deal of an aggregate period counted as churned early: days to the earliest churn that
+    counts it, the class of its money by the rule, and where that money belongs."""
+
+    days: float = 0.0
+    money_class: str | None = None
+    plan_id: str = ""
+    team: str = ""
+    deal_time: float = 0.0
 
 
 class AccountState:
     """The deals and churns of one account still inside the horizon, and what already fired."""
 
-    __slots__ = ("churns", "deals", "event_ids", "fired")
+    __slots__ = ("churns", "deals", "event_ids", "fired", "flagged")
 
     def __init__(self) -> None:
         self.deals: dict[str, Deal] = {}
@@ -23,6 +61,18 @@ class AccountState:
         # "rule\x1fdeal_id" of rules that fire once per deal (deal-after-churn); the shared
         # empty NOTHING_FIRED until the first (`mark_fired`).
         self.fired: set[str] | frozenset[str] = NOTHING_FIRED
+        # deal_id -> what findings flagged on it; None until the first.
+        self.flagged: dict[str, Flagged] | None = None
+
+    def flag(self, deal_id: str, plan_id: str, team: str, time: float) -> Flagged:
+        """The deal's ledger entry, made on first use."""
+        flagged = self.flagged
+        if flagged is None:
+            flagged = self.flagged = {}
+        entry = flagged.get(deal_id)
+        if entry is None:
+            entry = flagged[deal_id] = Flagged(plan_id, team, time)
+        return entry
 
     def mark_fired(self, key: str) -> None:
         fired = self.fired
@@ -52,13 +102,26 @@ class AccountState:
                     if churn.time < cutoff:
                         event_ids.discard(churn.event_id)
                 self.churns = kept
-        return not self.deals and not self.churns
+        flagged = self.flagged
+        if flagged:
+            ledger_cutoff = cutoff - LEDGER_MARGIN
+            for deal_id in [d for d, f in flagged.items() if f.time < ledger_cutoff]:
+                del flagged[deal_id]
+        return not self.deals and not self.churns and not flagged
+
+    def revisit_at(self) -> float | None:
+        """When only ledger entries are left: the time whose expiry drops the oldest of them."""
+        if self.deals or self.churns or not self.flagged:
+            return None
+        return min(f.time for f in self.flagged.values()) + LEDGER_MARGIN
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "deals": [event_to_dict(d) for d in self.deals.values()],
             "churns": [event_to_dict(c) for c in self.churns],
             "fired": sorted(self.fired),
+            "flagged": {d: [f.plan_id, f.team, f.time, f.money]
+                        for d, f in (self.flagged or {}).items()},
         }
 
     @classmethod
@@ -75,6 +138,9 @@ class AccountState:
             state.churns.append(churn)
             state.event_ids.add(churn.event_id)
         state.fired = set(data["fired"])
+        if data["flagged"]:
+            state.flagged = {d: Flagged(plan_id, team, time, dict(money))
+                             for d, (plan_id, team, time, money) in data["flagged"].items()}
         return state
 
 
@@ -92,7 +158,8 @@ class AggregateState:
         self.end = end
         # member key -> (deal_type, commission amount, acv, paid_upfront)
         self.deals: dict[str, DealEntry] = {}
-        self.churned: set[str] = set()  # member keys of deals that count as churned early
+        # member key -> Churned: the earliest churn that counts the deal, and its money
+        self.churned: dict[str, Churned] = {}
         # deal_type -> [deals, commission, acv]
         self.totals: dict[str, list[float]] = {}
         self.churned_count = 0  # churned deals that are also in `deals`
@@ -122,10 +189,17 @@ class AggregateState:
             self._count_churned(key)
         return True
 
-    def add_churned(self, key: str) -> bool:
-        if key in self.churned:
-            return False
-        self.churned.add(key)
+    def add_churned(self, key: str, churned: Churned | None = None) -> bool:
+        """A deal counted as churned; of two churns that count it, the earlier decides its
+        class, whatever the order they arrive in."""
+        churned = churned or Churned()
+        known = self.churned.get(key)
+        if known is not None:
+            if churned.days >= known.days:
+                return False
+            self.churned[key] = churned
+            return True
+        self.churned[key] = churned
         if key in self.deals:
             self._count_churned(key)
         return True
@@ -138,14 +212,15 @@ class AggregateState:
         return {
             "rule": self.rule, "group": self.group, "period": self.period, "end": self.end,
             "deals": {k: list(v) for k, v in self.deals.items()},
-            "churned": sorted(self.churned), "settled": self.settled, "fired": self.fired,
+            "churned": {k: list(v) for k, v in self.churned.items()},
+            "settled": self.settled, "fired": self.fired,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateState:
         state = cls(data["rule"], data["group"], data["period"], data["end"])
-        for key in data["churned"]:
-            state.add_churned(key)
+        for key, churned in data["churned"].items():
+            state.add_churned(key, Churned(*churned))
         for key, (deal_type, amount, acv, upfront) in data["deals"].items():
             state.add_deal(key, deal_type, amount, acv, upfront)
         state.settled = data["settled"]

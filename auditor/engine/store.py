@@ -55,6 +55,9 @@ class MemoryAccountStore:
                 self._bucket(account_id, deal.time)
             for churn in state.churns:
                 self._bucket(account_id, churn.time)
+            revisit = state.revisit_at()
+            if revisit is not None:
+                self._bucket(account_id, revisit)
 
     def get(self, account_id: str) -> AccountState | None:
         return self._accounts.get(account_id)
@@ -85,6 +88,9 @@ class MemoryAccountStore:
                     del self._accounts[account_id]
                 else:  # written back, so a table-backed mapping records the pruned state
                     self._accounts[account_id] = state
+                    revisit = state.revisit_at()  # its ledger outlives its events
+                    if revisit is not None:
+                        self._bucket(account_id, revisit)
         self._expired_through = last_day
 
     def __len__(self) -> int:

@@ -56,12 +56,30 @@ class AuditorCollector(Collector):
         yield alerts
         yield last
 
-        at_risk = CounterMetricFamily("auditor_commission_at_risk",
-                                      "Commission put at risk by findings, in the reporting "
-                                      "currency.", labels=("rule", "team", "currency"))
-        for key, amount in c.at_risk_series():
-            at_risk.add_metric(key, round(amount, 2))
+        at_risk = CounterMetricFamily(
+            "auditor_commission_at_risk",
+            "Commission put at risk by findings, in the reporting currency, per rule and money "
+            "class (a deal flagged by two rules is in both: for totals use "
+            "auditor_commission_flagged_total).", labels=("rule", "team", "currency", "class"))
+        for risk_key, amount in c.at_risk_series():
+            at_risk.add_metric(risk_key, round(amount, 2))
         yield at_risk
+        paid = CounterMetricFamily(
+            "auditor_commission_paid",
+            "Commission paid on processed deals (duplicates excluded), in the reporting currency.",
+            labels=("plan_id", "team", "currency"))
+        for paid_key, amount in sorted(c.paid.items()):
+            paid.add_metric(paid_key, round(amount, 2))
+        yield paid
+        flagged = CounterMetricFamily(
+            "auditor_commission_flagged",
+            "Commission flagged by findings, by money class: each (account, deal) counted once "
+            "per class, at the largest amount any finding gives it. The total to divide by "
+            "auditor_commission_paid_total for shares.",
+            labels=("class", "plan_id", "team", "currency"))
+        for flagged_key, amount in c.flagged_series():
+            flagged.add_metric(flagged_key, round(amount, 2))
+        yield flagged
 
         value = GaugeMetricFamily("auditor_aggregate_value",
                                   "Live value of an aggregate rule for the current quarter.",

@@ -18,10 +18,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from auditor.engine.alerts import Alert
+from auditor.engine.periods import quarter_of
 from auditor.engine.plan_check import RULE as PLAN_CONTRADICTION
 from auditor.events.deadletter import REASONS, DeadLetter
 from auditor.events.models import EVENT_TYPES
-from auditor.rules.compiled import RulePack
+from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RulePack
+
+PAID = "paid"  # commission paid, beside the money classes in RunCounters.money_by_quarter
 
 # Every outcome of an event (DESIGN.md, Metrics): each event is counted once, under one of them.
 OUTCOMES = ("processed", "late", "duplicate", "invalid")
@@ -42,23 +45,29 @@ class DeclaredRule:
     # The `team` label of its findings: the sales team of a deal or of a by-team aggregate
     # (True: not known in advance), or always "" (aggregates by plan or rep).
     by_team: bool
-    at_risk: bool  # its findings can put commission at risk
+    classes: tuple[str, ...]  # the money classes of what its findings put at risk, if any
+
+
+def _classes(rule: DealRule | JoinRule | AggregateRule) -> tuple[str, ...]:
+    money = rule.money
+    if rule.at_risk == "none" or money is None:
+        return ()
+    return tuple(sorted({money.otherwise, money.clawback_covers or money.otherwise}))
 
 
 def declared_rules(rules: RulePack) -> tuple[DeclaredRule, ...]:
     """The findings each rule of `rules` can count: its id, severities (every tier of a join
-    rule), whether they carry a team, whether they put money at risk."""
-    declared = [DeclaredRule(r.meta.id, (r.severity,), True, r.at_risk != "none")
+    rule), whether they carry a team, the money classes they can put at risk."""
+    declared = [DeclaredRule(r.meta.id, (r.severity,), True, _classes(r))
                 for r in rules.deal_rules]
     for j in rules.join_rules:
         tiers = ((j.severity,) if j.severity is not None
                  else (*(s for _, s in j.severity_tiers), j.severity_otherwise))
-        declared.append(DeclaredRule(j.meta.id, tuple(sorted(set(tiers))), True,
-                                     j.at_risk != "none"))
-    declared += [DeclaredRule(a.meta.id, (a.severity,), a.group_by == "team", a.at_risk != "none")
+        declared.append(DeclaredRule(j.meta.id, tuple(sorted(set(tiers))), True, _classes(j)))
+    declared += [DeclaredRule(a.meta.id, (a.severity,), a.group_by == "team", _classes(a))
                  for a in rules.aggregate_rules]
     if rules.plans is not None:  # the engine checks every deal against its registered plan
-        declared.append(DeclaredRule(PLAN_CONTRADICTION, ("warning",), True, True))
+        declared.append(DeclaredRule(PLAN_CONTRADICTION, ("warning",), True, ("overpaid",)))
     return tuple(declared)
 
 
@@ -95,7 +104,17 @@ class RunCounters:
         self.deadletters: defaultdict[str, int] = defaultdict(int)
         self.alerts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.last_alert: dict[tuple[str, str, str], float] = {}
-        self.at_risk: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+        # (rule, team, currency, class): per rule, so a deal flagged by two rules is in both.
+        self.at_risk: defaultdict[tuple[str, str, str, str], float] = defaultdict(float)
+        # Commission paid on processed deals, by (plan_id, team, currency).
+        self.paid: defaultdict[tuple[str, str, str], float] = defaultdict(float)
+        # Commission flagged by findings, each (account, deal) once per class at the largest
+        # amount any finding gives it: by (class, plan_id, team, currency).
+        self.flagged: defaultdict[tuple[str, str, str, str], float] = defaultdict(float)
+        # For summaries and reports, not metrics: (PAID or class, plan_id, team, quarter of
+        # the deal's close) -> amount.
+        self.money_by_quarter: defaultdict[tuple[str, str, str, str], float] = (
+            defaultdict(float))
         self.processing = Histogram(PROCESSING_BUCKETS)
         self.lag = Histogram(LAG_BUCKETS)
         self.rules_loaded = 0
@@ -122,7 +141,19 @@ class RunCounters:
         self.alerts[key] += 1
         self.last_alert[key] = self._now()
         if alert.at_risk:
-            self.at_risk[alert.rule, key[2], alert.currency] += alert.at_risk
+            by_class = alert.evidence.get("money") or {alert.money_class or "unclassified":
+                                                       alert.at_risk}
+            for money_class, amount in by_class.items():
+                self.at_risk[alert.rule, key[2], alert.currency, money_class] += amount
+
+    def commission_paid(self, plan_id: str, team: str, time: float, amount: float) -> None:
+        self.paid[plan_id, team, self.currency] += amount
+        self.money_by_quarter[PAID, plan_id, team, quarter_of(time)[0]] += amount
+
+    def commission_flagged(self, money_class: str, plan_id: str, team: str, time: float,
+                           amount: float) -> None:
+        self.flagged[money_class, plan_id, team, self.currency] += amount
+        self.money_by_quarter[money_class, plan_id, team, quarter_of(time)[0]] += amount
 
     # Shell observations
     def dead_letter(self, letter: DeadLetter, event: bool = True) -> None:
@@ -181,12 +212,22 @@ class RunCounters:
         series.update(self.alerts)
         return sorted(series.items())
 
-    def at_risk_series(self) -> list[tuple[tuple[str, str, str], float]]:
+    def flagged_series(self) -> list[tuple[tuple[str, str, str, str], float]]:
+        """Every class any rule in force can flag, at 0 for each plan and team paid so far
+        (a deal is paid before any finding flags it)."""
+        classes = sorted({c for d in self.declared for c in d.classes})
+        series: dict[tuple[str, str, str, str], float] = {
+            (money_class, plan_id, team, currency): 0.0
+            for plan_id, team, currency in self.paid for money_class in classes}
+        series.update(self.flagged)
+        return sorted(series.items())
+
+    def at_risk_series(self) -> list[tuple[tuple[str, str, str, str], float]]:
         teams, currency = self.teams, self.currency
-        series: dict[tuple[str, str, str], float] = {}
+        series: dict[tuple[str, str, str, str], float] = {}
         for declared in self.declared:
-            if declared.at_risk:
+            for money_class in declared.classes:
                 for team in teams if declared.by_team else ("",):
-                    series[declared.rule, team, currency] = 0.0
+                    series[declared.rule, team, currency, money_class] = 0.0
         series.update(self.at_risk)
         return sorted(series.items())

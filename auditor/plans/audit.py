@@ -55,6 +55,6 @@ def as_alert(finding: PlanFinding, currency: str) -> Alert:
     """A finding in the alert contract (kind `plan`, grouped by plan_id)."""
     return Alert(alert_id=alert_id(finding.rule, finding.plan_id), rule=finding.rule,
                  kind="plan", severity=finding.severity, event_time=None,
-                 summary=finding.summary, at_risk=0.0, currency=currency,
+                 summary=finding.summary, at_risk=0.0, money_class=None, currency=currency,
                  plan_id=finding.plan_id, group_by="plan_id", group=finding.plan_id,
                  labels={"area": "plan"})

@@ -22,6 +22,20 @@ class RuleMeta:
     source: str  # file:line where the rule is defined
 
 
+@dataclass(frozen=True, slots=True)
+class MoneyClass:
+    """Which money a finding's amount is (unrecovered, recoverable, exposure, overpaid): fixed,
+    or `clawback_covers` for a deal whose clawback window (> 0 days) reaches the churn day."""
+
+    otherwise: str
+    clawback_covers: str | None = None
+
+    def of(self, clawback_days: int, days: float) -> str:
+        if self.clawback_covers is not None and clawback_days > 0 and days <= clawback_days:
+            return self.clawback_covers
+        return self.otherwise
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class DealRule:
     meta: RuleMeta
@@ -29,6 +43,7 @@ class DealRule:
     min_upfront_share: float | None
     severity: str
     at_risk: str
+    money: MoneyClass | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -43,6 +58,7 @@ class JoinRule:
     severity_tiers: tuple[tuple[float, str], ...]  # (max_days, severity), first match wins
     severity_otherwise: str
     at_risk: str
+    money: MoneyClass | None = None
 
     def severity_for(self, days: float) -> str:
         if self.severity is not None:
@@ -67,6 +83,7 @@ class AggregateRule:
     settle_days: float
     severity: str
     at_risk: str
+    money: MoneyClass | None = None
 
     def crosses(self, value: float) -> bool:
         op, limit = self.threshold_op, self.threshold

@@ -16,7 +16,14 @@ from pydantic import BaseModel, TypeAdapter
 
 from auditor.errors import RuleError, RuleErrors
 from auditor.events.currency import CurrencyTable
-from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RuleMeta, RulePack
+from auditor.rules.compiled import (
+    AggregateRule,
+    DealRule,
+    JoinRule,
+    MoneyClass,
+    RuleMeta,
+    RulePack,
+)
 from auditor.rules.domains import CHURN_DOMAINS, DEAL_DOMAINS
 from auditor.rules.filter_check import Problem, check_filter
 from auditor.rules.filters import CHURN_FIELDS, DEAL_FIELDS, FilterError, compile_filter
@@ -276,7 +283,7 @@ def _compile(spec: Any, meta: RuleMeta, lists: dict[str, list[Any]]
              ) -> DealRule | JoinRule | AggregateRule:
     if isinstance(spec, DealRuleSpec):
         return DealRule(meta, compile_filter(spec.deal, DEAL_FIELDS, lists),
-                        spec.min_upfront_share, spec.severity, spec.at_risk)
+                        spec.min_upfront_share, spec.severity, spec.at_risk, _money(spec))
     if isinstance(spec, JoinRuleSpec):
         deal = compile_filter(spec.deal, DEAL_FIELDS, lists)
         churn = compile_filter(spec.churn, CHURN_FIELDS, lists)
@@ -288,7 +295,8 @@ def _compile(spec: Any, meta: RuleMeta, lists: dict[str, list[Any]]
             tiers = tuple((t.max_days, t.severity) for t in spec.severity.tiers)
             otherwise = spec.severity.otherwise
         return JoinRule(meta, spec.kind == "deal-after-churn", deal, churn, spec.within_days,
-                        spec.unless_clawback_covers, fixed, tiers, otherwise, spec.at_risk)
+                        spec.unless_clawback_covers, fixed, tiers, otherwise, spec.at_risk,
+                        _money(spec))
     assert isinstance(spec, AggregateRuleSpec)
     threshold = spec.threshold
     op = next(k for k in THRESHOLD_OPS if getattr(threshold, k) is not None)
@@ -298,5 +306,14 @@ def _compile(spec: Any, meta: RuleMeta, lists: dict[str, list[Any]]
         compile_filter(spec.deal, DEAL_FIELDS, lists),
         compile_filter(spec.churn, CHURN_FIELDS, lists),
         spec.churn_within_days or 0.0, dict(min_deals), op, float(getattr(threshold, op)),
-        spec.settle_days, spec.severity, spec.at_risk,
+        spec.settle_days, spec.severity, spec.at_risk, _money(spec),
     )
+
+
+def _money(spec: Any) -> MoneyClass | None:
+    stated = spec.money_class
+    if stated is None:
+        return None
+    if isinstance(stated, str):
+        return MoneyClass(stated)
+    return MoneyClass(stated.otherwise, stated.clawback_covers)

@@ -73,6 +73,17 @@ class Threshold(_Strict):
         return self
 
 
+MoneyClassName = Literal["unrecovered", "recoverable", "exposure", "overpaid"]
+
+
+class MoneyClassByClawback(_Strict):
+    """A class decided per deal: `clawback_covers` when the deal's clawback window (more than 0
+    days) reaches the churn day, else `otherwise`."""
+
+    otherwise: MoneyClassName
+    clawback_covers: MoneyClassName
+
+
 class _RuleBase(_Strict):
     id: RuleId
     description: str = Field(min_length=1)
@@ -80,6 +91,24 @@ class _RuleBase(_Strict):
     runbook: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
+    # What the rule's at_risk money is: required with an at_risk, refused without one.
+    money_class: MoneyClassName | MoneyClassByClawback | None = None
+
+    @model_validator(mode="after")
+    def _money_is_stated(self) -> _RuleBase:
+        at_risk = getattr(self, "at_risk", "none")
+        if at_risk != "none" and self.money_class is None:
+            raise ValueError("at_risk needs a money_class: unrecovered, recoverable, exposure "
+                             "or overpaid (or {otherwise: ..., clawback_covers: ...})")
+        if at_risk == "none" and self.money_class is not None:
+            raise ValueError("money_class applies to a rule with an at_risk only")
+        if isinstance(self.money_class, MoneyClassByClawback) and not self._has_churn_days():
+            raise ValueError("a money_class decided by clawback needs the days from a deal to "
+                             "its churn: kind churn-after-deal, or measure early_churn_share")
+        return self
+
+    def _has_churn_days(self) -> bool:
+        return False
 
 
 class DealRuleSpec(_RuleBase):
@@ -107,6 +136,9 @@ class JoinRuleSpec(_RuleBase):
         "none", "paid_upfront", "paid_upfront_x_churn_share", "commission_amount"
     ]
 
+    def _has_churn_days(self) -> bool:
+        return self.kind == "churn-after-deal"
+
 
 Measure = Literal["renewal_rate_ratio", "new_logo_commission_share", "early_churn_share"]
 
@@ -128,6 +160,9 @@ class AggregateRuleSpec(_RuleBase):
     settle_days: Days = 0
     severity: Severity
     at_risk: Literal["none", "churned_paid_upfront"] = "none"
+
+    def _has_churn_days(self) -> bool:
+        return self.measure == "early_churn_share"
 
     @model_validator(mode="after")
     def _measure_needs(self) -> AggregateRuleSpec:

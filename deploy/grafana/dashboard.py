@@ -8,9 +8,17 @@ Run from anywhere (paths are relative to this file):
 Needs grafanalib (the package's optional "deploy" extra). Commit the script and the JSON
 together: Grafana provisioning reads the JSON, tests/deploy checks the two agree.
 
-Every query is plain PromQL over the metrics the auditor exports (no Grafana variables or
-$__rate_interval inside expressions), so the same strings can be run against Prometheus's
-HTTP API in tests. Counters are mostly shown as totals rather than rates: a finished
+Every query is PromQL over the metrics the auditor exports. The only Grafana syntax inside
+expressions is the dashboard's variables, `$team`, `$plan`, `$rule` and `$class` (always as
+`label=~"$name"`, "All" being `.*`), and `$__range` (the length of the dashboard's time range);
+panels_text.py and tests/deploy expand them the way Grafana does, so the same strings run
+against Prometheus's HTTP API in tests.
+
+Money is shown as totals, not as increase() over a short window. The counters restart at 0 when
+a worker restarts, and a replay of history (a backfill) lands all of its findings at one
+instant, so "what the last 24h added" reads 0 the day after a backfill. A total is
+`sum by (...) (max_over_time(counter[$__range]))`: per worker, the largest value its counter
+reached in the time range, then summed over the workers. A finished
 `auditor replay --metrics-port N` is a static exporter, and totals still mean something there.
 """
 
@@ -22,10 +30,14 @@ import sys
 from pathlib import Path
 
 from grafanalib.core import (
+    REFRESH_ON_TIME_RANGE_CHANGE,
+    BarChart,
     Dashboard,
     GridPos,
     RowPanel,
     Stat,
+    Table,
+    TableSortByField,
     Target,
     Template,
     Templating,
@@ -51,16 +63,76 @@ RENEWAL_RATE_GAP_MIN = 0.3
 # The daily limit of the CompAuditorCommissionAtRiskGrowing alert in prometheus/alerts.yml.
 AT_RISK_PER_DAY_LIMIT = 10000.0
 
+# The reporting currency of rules/currency.yaml (`reporting_currency`): every amount the auditor
+# exports is in it. Keep in step with the rule files (tests/deploy checks).
+REPORTING_CURRENCY = "USD"
+# Currencies Grafana has a unit for; any other is shown as the ISO code before the amount.
+GRAFANA_CURRENCY_UNITS = frozenset(
+    {"USD", "GBP", "EUR", "JPY", "RUB", "UAH", "BRL", "DKK", "ISK", "NOK", "SEK", "CZK", "CHF",
+     "PLN", "ZAR", "INR", "KRW", "IDR", "PHP", "VND", "TRY", "MYR", "XPF", "BGN", "PYG", "UYU",
+     "ILS"}
+)
+
 SEVERITY_COLOURS = {"critical": "red", "warning": "orange", "info": "blue"}
+# The money classes (DESIGN.md, alert contract: `money_class`).
+CLASS_COLOURS = {
+    "unrecovered": "red",
+    "recoverable": "yellow",
+    "exposure": "orange",
+    "overpaid": "purple",
+}
+
+# Dashboard variables. Every panel on a metric with the label filters by it (tests/deploy
+# checks), as `label=~"$name"`; "All" is `.*`, which also matches an empty label (findings
+# without a team). Values come from the metrics themselves, so a new team, plan or rule appears
+# without editing the dashboard.
+VARIABLES = (
+    # (name, label shown, query for the values)
+    ("team", "Team", "label_values(auditor_commission_paid_total, team)"),
+    ("plan", "Plan", "label_values(auditor_commission_paid_total, plan_id)"),
+    ("rule", "Rule", "label_values(auditor_alerts_total, rule)"),
+    ("class", "Money class", "label_values(auditor_commission_flagged_total, class)"),
+)
+TEAM = 'team=~"$team"'
+PLAN = 'plan_id=~"$plan"'
+RULE = 'rule=~"$rule"'
+CLASS = 'class=~"$class"'
+
+# How every money total of this dashboard is read: see the module docstring.
+TOTALS_NOTE = (
+    " Totals over the dashboard's time range: per worker the largest value its counter reached "
+    "(max_over_time), summed over the workers. So a worker restart (its counters start again "
+    "at 0) does not drop the figure, and a replay of history, which lands all its findings at "
+    "one instant, still shows in full days later; increase() over the last 24h would read 0. "
+    "After a restart, what the worker counts anew shows once it passes the total it had "
+    "reached; the exact figures are the findings on the audit.alerts topic."
+)
 
 
-def target(ref_id: str, expr: str, legend: str = "") -> Target:
+def money_unit(currency: str = REPORTING_CURRENCY) -> str:
+    """Grafana's unit for amounts in `currency`: its currency unit, or the code as a prefix."""
+    return f"currency{currency}" if currency in GRAFANA_CURRENCY_UNITS else f"currency:{currency} "
+
+
+MONEY = money_unit()
+
+
+def target(
+    ref_id: str, expr: str, legend: str = "", instant: bool = False, table: bool = False
+) -> Target:
     return Target(
         expr=expr,
         legendFormat=legend,
         refId=ref_id,
         datasource=DATASOURCE,
+        instant=instant,
+        format="table" if table else "time_series",
     )
+
+
+def total(metric: str, matchers: str, by: str) -> str:
+    """The restart- and backfill-proof total of a counter (module docstring)."""
+    return f"sum by ({by}) (max_over_time({metric}{{{matchers}}}[$__range]))"
 
 
 def pos(x: int, y: int, w: int, h: int) -> GridPos:
@@ -86,89 +158,232 @@ def ref_override(ref_id: str, properties: list[dict[str, object]]) -> dict[str, 
     return {"matcher": {"id": "byFrameRefID", "options": ref_id}, "properties": properties}
 
 
+def money_panels(y: int) -> list[object]:
+    paid = total("auditor_commission_paid_total", f"{TEAM},{PLAN}", "currency")
+    flagged = total("auditor_commission_flagged_total", f"{CLASS},{TEAM},{PLAN}", "class, currency")
+    return [
+        row(f"Money ({REPORTING_CURRENCY}, totals over the time range)", y),
+        Stat(
+            title="Commission paid",
+            description=(
+                "Commission paid on the deals processed (duplicates excluded), in the reporting "
+                "currency, for the teams and plans selected." + TOTALS_NOTE
+            ),
+            dataSource=DATASOURCE,
+            targets=[target("A", paid, "paid ({{currency}})", instant=True)],
+            format=MONEY,
+            decimals=2,
+            reduceCalc="lastNotNull",
+            graphMode="none",
+            colorMode="value",
+            color={"mode": "fixed", "fixedColor": "text"},
+            textMode="value",
+            noValue="No data",
+            gridPos=pos(0, y + 1, 6, 6),
+        ),
+        Stat(
+            title="Commission flagged by class",
+            description=(
+                "Commission the findings flag, by money class, each deal counted once per class "
+                "(at the largest amount any finding gives it), so these add up without double "
+                "counting a deal that several rules flag. unrecovered: paid on revenue that "
+                "left, no clawback reaches it; recoverable: paid on revenue that left inside a "
+                "clawback window, finance can claw it back; exposure: paid ahead of revenue not "
+                "yet earned; overpaid: paid at a rate the facts do not justify. A deal can be in "
+                "two classes, so do not add the classes up." + TOTALS_NOTE
+            ),
+            dataSource=DATASOURCE,
+            targets=[target("A", flagged, "{{class}}", instant=True)],
+            format=MONEY,
+            decimals=2,
+            reduceCalc="lastNotNull",
+            graphMode="none",
+            colorMode="value",
+            textMode="value_and_name",
+            noValue="No data",
+            overrides=colour_by_name(CLASS_COLOURS),
+            gridPos=pos(6, y + 1, 10, 6),
+        ),
+        Stat(
+            title="Flagged share of commission paid, by class",
+            description=(
+                "Commission flagged in each class (each deal once per class) divided by the "
+                "commission paid, for the same teams and plans. Shares of different classes can "
+                "overlap: a deal can be in two." + TOTALS_NOTE
+            ),
+            dataSource=DATASOURCE,
+            targets=[
+                target(
+                    "A",
+                    f"{flagged} / on (currency) group_left {paid}",
+                    "{{class}}",
+                    instant=True,
+                ),
+            ],
+            format="percentunit",
+            decimals=1,
+            reduceCalc="lastNotNull",
+            graphMode="none",
+            colorMode="value",
+            textMode="value_and_name",
+            noValue="No data",
+            overrides=colour_by_name(CLASS_COLOURS),
+            gridPos=pos(16, y + 1, 8, 6),
+        ),
+        BarChart(
+            title="Commission flagged per team, by class",
+            description=(
+                "The de-duplicated totals by class (each deal once per class), per sales team. "
+                "Bars of one team are side by side, not stacked: a deal can be in two "
+                "classes." + TOTALS_NOTE
+            ),
+            dataSource=DATASOURCE,
+            targets=[
+                target(
+                    "A",
+                    total(
+                        "auditor_commission_flagged_total",
+                        f"{CLASS},{TEAM},{PLAN}",
+                        "team, class",
+                    ),
+                    instant=True,
+                    table=True,
+                ),
+            ],
+            transformations=[
+                {
+                    "id": "groupingToMatrix",
+                    "options": {"columnField": "class", "rowField": "team", "valueField": "Value"},
+                },
+            ],
+            xTickLabelRotation=-30,
+            legendDisplayMode="list",
+            thresholdSteps=[{"color": "transparent", "value": None}],
+            overrides=colour_by_name(CLASS_COLOURS),
+            extraJson={"fieldConfig": {"defaults": {"unit": MONEY, "decimals": 0}}},
+            gridPos=pos(0, y + 7, 12, 9),
+        ),
+        Table(
+            title="Commission at risk per rule and team (per-rule figures, may overlap)",
+            description=(
+                "What each rule's findings put at risk, by rule, money class and team. These are "
+                "per-rule figures: one deal flagged by two rules (an early churn of a discounted "
+                "deal is both early-churn-unrecovered and discount-then-churn) is in both rows, "
+                "so the rows may overlap and must not be added up; the de-duplicated totals are "
+                "'Commission flagged by class'. No team: findings that have none, such as the "
+                "rep-level aggregate." + TOTALS_NOTE
+            ),
+            dataSource=DATASOURCE,
+            targets=[
+                target(
+                    "A",
+                    total(
+                        "auditor_commission_at_risk_total",
+                        f"{RULE},{CLASS},{TEAM}",
+                        "rule, class, team, currency",
+                    ),
+                    instant=True,
+                    table=True,
+                ),
+            ],
+            transformations=[
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True},
+                        "indexByName": {"rule": 0, "class": 1, "team": 2, "currency": 3},
+                        "renameByName": {"Value": "at risk"},
+                    },
+                },
+            ],
+            unit=MONEY,
+            sortBy=[TableSortByField(displayName="at risk", desc=True)],
+            overrides=[
+                {
+                    "matcher": {"id": "byName", "options": "at risk"},
+                    "properties": [{"id": "decimals", "value": 2}],
+                }
+            ],
+            gridPos=pos(12, y + 7, 12, 9),
+        ),
+    ]
+
+
 def findings_panels(y: int) -> list[object]:
     return [
         row("Findings", y),
         TimeSeries(
-            title="Commission at risk by rule and team",
+            title="Commission flagged in the last 24h, per class and team",
             description=(
-                "Commission that the findings put at risk, since each worker started, by rule and "
-                "sales team (no team: findings that have none, such as the rep-level aggregate). "
-                "In the reporting currency."
+                "What the findings of the trailing 24 hours flagged, per money class and team "
+                "(each deal once per class): the view of the CompAuditorCommissionAtRiskGrowing "
+                "alert, whose daily limit is the line. A window, not a total: it reads 0 once "
+                "nothing new is found, as from a finished replay, and a replay of history shows "
+                "here for one day only. The totals are in the Money row."
             ),
             dataSource=DATASOURCE,
             targets=[
                 target(
                     "A",
-                    "sum by (rule, team, currency) (auditor_commission_at_risk_total)",
-                    "{{rule}} / {{team}} ({{currency}})",
+                    "sum by (class, team, currency) (increase(auditor_commission_flagged_total"
+                    f"{{{CLASS},{TEAM},{PLAN}}}[1d]))",
+                    "{{class}} / {{team}} ({{currency}})",
                 ),
             ],
-            unit="short",
-            valueDecimals=2,
-            legendDisplayMode="table",
-            legendPlacement="right",
-            legendCalcs=["lastNotNull"],
-            gridPos=pos(0, y + 1, 12, 8),
-        ),
-        TimeSeries(
-            title="Commission put at risk in the last 24h, per team",
-            description=(
-                "Amount the findings of the trailing 24 hours put at risk, per sales team. The "
-                "line is the daily limit of the CompAuditorCommissionAtRiskGrowing alert. Reads 0 "
-                "once nothing new is found (as from a finished replay)."
-            ),
-            dataSource=DATASOURCE,
-            targets=[
-                target(
-                    "A",
-                    "sum by (team, currency) (increase(auditor_commission_at_risk_total[1d]))",
-                    "{{team}} ({{currency}})",
-                ),
-            ],
-            unit="short",
+            unit=MONEY,
             valueDecimals=2,
             thresholds=[
                 {"color": "transparent", "value": None},
                 {"color": "red", "value": AT_RISK_PER_DAY_LIMIT},
             ],
             thresholdsStyleMode="dashed",
-            gridPos=pos(12, y + 1, 12, 8),
+            gridPos=pos(0, y + 1, 9, 8),
         ),
         TimeSeries(
             title="Findings over time by severity",
             description=(
                 "Findings (alerts on the audit.alerts topic) since each worker started, by "
-                "severity. The slope is the rate of new findings."
+                "severity, for the rules and teams selected. The slope is the rate of new "
+                "findings; a worker restart starts its count again at 0."
             ),
             dataSource=DATASOURCE,
             targets=[
-                target("A", "sum by (severity) (auditor_alerts_total)", "{{severity}}"),
+                target(
+                    "A",
+                    f"sum by (severity) (auditor_alerts_total{{{RULE},{TEAM}}})",
+                    "{{severity}}",
+                ),
             ],
             unit="short",
             overrides=colour_by_name(SEVERITY_COLOURS),
-            gridPos=pos(0, y + 9, 16, 8),
+            gridPos=pos(9, y + 1, 9, 8),
         ),
         Stat(
             title="Rep early-churn findings",
             description=(
                 "Findings of rep-early-churn-rate (reps whose new-logo and expansion deals churn "
-                "within 90 days) and the upfront commission they put at risk. Per-rep detail is "
-                "in the alerts on the audit.alerts topic, never in metric labels."
+                "within 90 days) and the upfront commission they put at risk (money classes "
+                "selected). The rule groups by rep, so its findings carry no team: they show "
+                "with Team set to All. Per-rep detail is in the alerts on the audit.alerts "
+                "topic, never in metric labels." + TOTALS_NOTE
             ),
             dataSource=DATASOURCE,
             targets=[
                 # "or on() vector(0)": no series yet means no finding yet: 0, not "no data".
                 target(
                     "A",
-                    'sum(auditor_alerts_total{rule="rep-early-churn-rate"}) or on() vector(0)',
+                    "sum(max_over_time(auditor_alerts_total"
+                    f'{{rule="rep-early-churn-rate",{TEAM}}}[$__range])) or on() vector(0)',
                     "findings",
+                    instant=True,
                 ),
                 target(
                     "B",
-                    'sum(auditor_commission_at_risk_total{rule="rep-early-churn-rate"})'
+                    "sum(max_over_time(auditor_commission_at_risk_total"
+                    f'{{rule="rep-early-churn-rate",{CLASS},{TEAM}}}[$__range]))'
                     " or on() vector(0)",
                     "commission at risk",
+                    instant=True,
                 ),
             ],
             reduceCalc="lastNotNull",
@@ -181,8 +396,102 @@ def findings_panels(y: int) -> list[object]:
                 {"color": "green", "value": None},
                 {"color": "red", "value": 1},
             ],
-            overrides=[ref_override("B", [{"id": "decimals", "value": 2}])],
-            gridPos=pos(16, y + 9, 8, 8),
+            overrides=[
+                ref_override("B", [{"id": "unit", "value": MONEY}, {"id": "decimals", "value": 2}])
+            ],
+            gridPos=pos(18, y + 1, 6, 8),
+        ),
+    ]
+
+
+def retention_panel(title: str, group_by: str, variable: str, x: int, y: int) -> BarChart:
+    """Commission retention per group and quarter closed, the target as a line.
+
+    One bar per group (plan or team) and quarter; a quarter still inside its 12 months is a
+    live estimate and its label says so ("2026-Q3 live"). The target comes from the rule
+    files through auditor_commission_retention_target: query B, turned into the panel's
+    threshold by the "config from query results" transformation, drawn as a dashed line.
+    """
+    selector = f'auditor_commission_retention_ratio{{group_by="{group_by}",group=~"${variable}"'
+    ratio = (
+        f'max by (group, period) ({selector},status="settled"}})'
+        " or "
+        f'label_join(max by (group, period, status) ({selector},status="live"}}), '
+        '"period", " ", "period", "status")'
+    )
+    noun = "plan" if group_by == "plan_id" else "team"
+    return BarChart(
+        title=title,
+        description=(
+            f"Of the commission paid on deals closed in each quarter, per {noun}, the share "
+            "whose account had no full churn within 12 months of the close (partial churns do "
+            "not count; an account sold again after churning still counts as lost). A quarter "
+            "is settled once its 12 months (and the allowed lateness) have passed; until then "
+            "its bar is a live estimate over what is known, labelled 'live'. The dashed line "
+            "is the target of the rule files: below it, the auditor raises a finding, and "
+            "CompAuditorCommissionRetentionBelowTarget fires for a settled quarter. A gauge, "
+            "not a counter: it is the current figure whatever the time range."
+        ),
+        dataSource=DATASOURCE,
+        targets=[
+            target("A", ratio, instant=True, table=True),
+            target(
+                "B",
+                f'max(auditor_commission_retention_target{{group_by="{group_by}"}})',
+                "target",
+                instant=True,
+            ),
+        ],
+        transformations=[
+            # B (the target) becomes threshold 1 of A's values and leaves the data, so the
+            # matrix below is built from A alone (groupingToMatrix takes a single frame and
+            # copies the value field's config, thresholds included, to each column).
+            {
+                "id": "configFromData",
+                "options": {
+                    "configRefId": "B",
+                    "mappings": [
+                        {"fieldName": "target", "handlerKey": "threshold1"},
+                        {"fieldName": "Value", "handlerKey": "threshold1"},
+                    ],
+                    "applyTo": {"id": "byType", "options": "number"},
+                },
+            },
+            {
+                "id": "groupingToMatrix",
+                "options": {"columnField": "group", "rowField": "period", "valueField": "Value"},
+            },
+            {"id": "sortBy", "options": {"sort": [{"field": "period\\group"}]}},
+        ],
+        xTickLabelRotation=-30,
+        legendDisplayMode="list",
+        thresholdSteps=[
+            {"color": "red", "value": None},
+            {"color": "green", "value": 1},
+        ],
+        extraJson={
+            "fieldConfig": {
+                "defaults": {
+                    "unit": "percentunit",
+                    "decimals": 1,
+                    "min": 0,
+                    "max": 1,
+                    "custom": {"thresholdsStyle": {"mode": "dashed"}},
+                }
+            }
+        },
+        gridPos=pos(x, y, 12, 9),
+    )
+
+
+def retention_panels(y: int) -> list[object]:
+    return [
+        row("Commission retention (12 months after close)", y),
+        retention_panel(
+            "Commission retention per plan, by quarter closed", "plan_id", "plan", 0, y + 1
+        ),
+        retention_panel(
+            "Commission retention per team, by quarter closed", "team", "team", 12, y + 1
         ),
     ]
 
@@ -202,7 +511,7 @@ def alignment_panels(y: int) -> list[object]:
                 target(
                     "A",
                     'max by (group) (auditor_aggregate_value{rule="new-logo-payout-share",'
-                    'group_by="team"})',
+                    'group_by="team",group=~"$team"})',
                     "{{group}}",
                 ),
             ],
@@ -229,7 +538,7 @@ def alignment_panels(y: int) -> list[object]:
                 target(
                     "A",
                     'max by (group) (auditor_aggregate_value{rule="renewal-rate-gap",'
-                    'group_by="plan_id"})',
+                    'group_by="plan_id",group=~"$plan"})',
                     "{{group}}",
                 ),
             ],
@@ -411,8 +720,10 @@ def build() -> Dashboard:
         title=TITLE,
         uid=UID,
         description=(
-            "What comp-auditor finds: commission paid on business that did not stay, plans that "
-            "pay for new logos over renewals, and whether the audit pipeline itself is healthy."
+            "What comp-auditor finds: commission paid and how much of it the findings flag, by "
+            "money class; how much of each quarter's commission stayed with customers 12 months "
+            "later; plans that pay for new logos over renewals; and whether the audit pipeline "
+            "itself is healthy. Amounts in the reporting currency."
         ),
         tags=["comp-auditor", "finance"],
         editable=False,
@@ -429,10 +740,33 @@ def build() -> Dashboard:
                     query="prometheus",
                     type="datasource",
                 ),
+                *(label_variable(name, label, query) for name, label, query in VARIABLES),
             ]
         ),
-        panels=[*findings_panels(0), *alignment_panels(17), *pipeline_panels(26)],
+        panels=[
+            *money_panels(0),
+            *retention_panels(16),
+            *findings_panels(26),
+            *alignment_panels(35),
+            *pipeline_panels(44),
+        ],
     ).auto_panel_ids()
+
+
+def label_variable(name: str, label: str, query: str) -> Template:
+    """A multi-value variable over a label's values, "All" (`.*`) selected by default."""
+    variable = Template(
+        name=name,
+        label=label,
+        query=query,
+        dataSource=DATASOURCE,
+        includeAll=True,
+        multi=True,
+        allValue=".*",
+        refresh=REFRESH_ON_TIME_RANGE_CHANGE,
+    )
+    variable._current = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    return variable
 
 
 def render() -> str:

@@ -29,6 +29,11 @@ CONTRACT_METRICS = frozenset(
         "auditor_alerts_total",
         "auditor_last_alert_timestamp_seconds",
         "auditor_commission_at_risk_total",
+        # DESIGN.md rev 4, "Money": paid, flagged once per class, and commission retention.
+        "auditor_commission_paid_total",
+        "auditor_commission_flagged_total",
+        "auditor_commission_retention_ratio",
+        "auditor_commission_retention_target",
         "auditor_aggregate_value",
         "auditor_aggregate_breached",
         "auditor_rules_loaded",
@@ -50,8 +55,12 @@ CONTRACT_LABELS = frozenset(
         "severity",
         "team",
         "currency",
+        "plan_id",
+        "class",
         "group_by",
         "group",
+        "period",
+        "status",
         "topic",
         "partition",
         "le",
@@ -71,6 +80,33 @@ DEFAULT_RULE_IDS = frozenset(
     }
 )
 SEVERITIES = frozenset({"info", "warning", "critical"})
+# The money classes of the alert contract (DESIGN.md rev 4, `money_class`), the values of the
+# `class` label.
+MONEY_CLASSES = frozenset({"unrecovered", "recoverable", "exposure", "overpaid"})
+# Counters of money: amounts in the reporting currency, exported at 0 from the start.
+MONEY_COUNTERS = frozenset(
+    {
+        "auditor_commission_paid_total",
+        "auditor_commission_flagged_total",
+        "auditor_commission_at_risk_total",
+    }
+)
+# Which labels of which metric a dashboard variable filters: every panel selecting the metric
+# must filter the label by the variable (label=~"$variable"), or pin it (label="value").
+VARIABLE_LABELS = {
+    "team": "team",
+    "plan": "plan_id",
+    "rule": "rule",
+    "class": "class",
+}
+METRIC_VARIABLES = {
+    "auditor_commission_paid_total": {"team", "plan"},
+    "auditor_commission_flagged_total": {"team", "plan", "class"},
+    "auditor_commission_at_risk_total": {"team", "rule", "class"},
+    "auditor_alerts_total": {"team", "rule"},
+}
+# Dashboard variables inside queries: these, and Grafana's $__range.
+DASHBOARD_VARIABLES = frozenset(VARIABLE_LABELS)
 SCRAPE_JOB = "comp-auditor"
 WEB_PORT = 6066
 # The worker's HTTP endpoints (the brief of the worker: liveness, readiness, metrics).
@@ -199,6 +235,21 @@ def label_names(expr: str) -> set[str]:
     for _, inside in _GROUPING.findall(text):
         labels.update(part.strip() for part in inside.split(",") if part.strip())
     return labels
+
+
+_SELECTOR = re.compile(r"\b([a-z_:][a-z0-9_:]*)\s*\{([^{}]*)\}")
+
+
+def selectors(expr: str) -> list[tuple[str, dict[str, tuple[str, str]]]]:
+    """(metric, {label: (operator, value)}) for every `metric{...}` selector of `expr`."""
+    found = []
+    for name, block in _SELECTOR.findall(expr):
+        matchers = {
+            label: (op, value)
+            for label, op, value in re.findall(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"', block)
+        }
+        found.append((name, matchers))
+    return found
 
 
 def rule_ids(expr: str) -> set[str]:

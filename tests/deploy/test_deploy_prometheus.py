@@ -9,6 +9,8 @@ from deploy_helpers import (
     CONTRACT_LABELS,
     CONTRACT_METRICS,
     DEFAULT_RULE_IDS,
+    MONEY_CLASSES,
+    MONEY_COUNTERS,
     PROMETHEUS_DIR,
     SCRAPE_JOB,
     SEVERITIES,
@@ -99,7 +101,14 @@ def test_required_alerts_use_the_prescribed_metrics() -> None:
     }
     assert "auditor_last_alert_timestamp_seconds" in by_name["CompAuditorCriticalRetentionFinding"]
     assert "auditor_aggregate_breached" in by_name["CompAuditorAggregateThresholdBreached"]
-    assert "auditor_commission_at_risk_total" in by_name["CompAuditorCommissionAtRiskGrowing"]
+    # Money totals use the de-duplicated counter (each deal once per class), not the per-rule
+    # one, which counts a deal flagged by two rules twice.
+    at_risk = by_name["CompAuditorCommissionAtRiskGrowing"]
+    assert "auditor_commission_flagged_total" in at_risk
+    assert "auditor_commission_at_risk_total" not in at_risk
+    retention = by_name["CompAuditorCommissionRetentionBelowTarget"]
+    assert 'auditor_commission_retention_ratio{status="settled"}' in retention
+    assert "auditor_commission_retention_target" in retention
     assert f'up{{job="{SCRAPE_JOB}"}}' in by_name["CompAuditorWorkerDown"]
     assert "auditor_consumer_lag" in by_name["CompAuditorConsumerLagGrowing"]
     assert "auditor_deadletters_total" in by_name["CompAuditorDeadLetterRateHigh"]
@@ -109,7 +118,25 @@ def test_required_alerts_use_the_prescribed_metrics() -> None:
         "CompAuditorCriticalRetentionFinding",
         "CompAuditorCommissionAtRiskGrowing",
         "CompAuditorAggregateThresholdBreached",
+        "CompAuditorCommissionRetentionBelowTarget",
     }
+
+
+def test_money_alerts_say_the_amount_and_the_class() -> None:
+    by_name = {rule["alert"]: rule for rule in alert_rules()}
+    at_risk = by_name["CompAuditorCommissionAtRiskGrowing"]
+    grouping = re.search(r"sum by \(([^)]*)\)", at_risk["expr"])
+    assert grouping and {"class", "team", "currency"} <= {
+        label.strip() for label in grouping.group(1).split(",")}
+    text = at_risk["annotations"]["summary"] + at_risk["annotations"]["description"]
+    for needed in ("$value", "$labels.currency", "$labels.class", "$labels.team"):
+        assert needed in text, needed
+    for money_class in MONEY_CLASSES:
+        assert f'"{money_class}"' in at_risk["annotations"]["description"], money_class
+    retention = by_name["CompAuditorCommissionRetentionBelowTarget"]
+    text = retention["annotations"]["summary"] + retention["annotations"]["description"]
+    for needed in ("$value", "$labels.period", "$labels.group", "retention_target"):
+        assert needed in text, needed
 
 
 def test_every_alert_is_unit_tested_firing_and_silent() -> None:
@@ -129,7 +156,7 @@ def test_every_alert_is_unit_tested_firing_and_silent() -> None:
 def test_tunables_are_marked() -> None:
     text = (PROMETHEUS_DIR / "alerts.yml").read_text(encoding="utf-8")
     # The thresholds people will want to change carry a "TUNE:" comment naming the number.
-    for number in ("24", "10000", "1000", "0.05", "6h"):
+    for number in ("24", "10000", "1000", "0.05", "6h", "7d"):
         assert re.search(rf"#\s*TUNE:.*{re.escape(number)}", text), number
 
 
@@ -138,17 +165,25 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def test_alert_tests_start_known_counters_at_zero() -> None:
-    """The alert tests feed what the exporter really exports: the event and dead-letter
-    counters exist at 0 from the worker's start, with label values the exporter knows."""
+    """The alert tests feed what the exporter really exports: the event, dead-letter and money
+    counters exist at 0 from the worker's start, with label values the exporter knows (money
+    by class)."""
     from auditor.events.deadletter import REASONS
     from auditor.metrics.counters import KNOWN_EVENTS
 
     known = {
         "auditor_events_total": {(t, o) for t, o in KNOWN_EVENTS},
         "auditor_deadletters_total": {(reason,) for reason in REASONS},
+        # Money counters: every class is exported at 0 from the start.
+        **{name: {(c,) for c in MONEY_CLASSES} for name in MONEY_COUNTERS
+           if name != "auditor_commission_paid_total"},
+        "auditor_commission_paid_total": {()},
     }
     label_order = {"auditor_events_total": ("event_type", "outcome"),
-                   "auditor_deadletters_total": ("reason",)}
+                   "auditor_deadletters_total": ("reason",),
+                   "auditor_commission_flagged_total": ("class",),
+                   "auditor_commission_at_risk_total": ("class",),
+                   "auditor_commission_paid_total": ()}
     checked = 0
     for case in load_yaml(PROMETHEUS_DIR / "alerts_test.yml")["tests"]:
         for item in case.get("input_series", []):
@@ -166,3 +201,8 @@ def test_alert_tests_start_known_counters_at_zero() -> None:
                 f"{case['name']}: {item['series']} must start at 0, as exported")
             checked += 1
     assert checked
+    assert any(
+        "auditor_commission_flagged_total" in item["series"]
+        for case in load_yaml(PROMETHEUS_DIR / "alerts_test.yml")["tests"]
+        for item in case.get("input_series", [])
+    )

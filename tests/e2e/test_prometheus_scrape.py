@@ -234,6 +234,31 @@ def test_panels_show_what_the_exporter_serves(prometheus, exporter):
     assert set(dead) == set(REASONS)  # the others at 0, so increase() sees their first
 
 
+def test_money_panels_show_the_totals_the_exporter_serves(prometheus, exporter):
+    # The money panels' own queries (variables at "All"): their restart-proof totals are, on
+    # one exporter that has not restarted, exactly what it serves.
+    queries = dict(panel_queries())
+
+    def served(name: str, label: str) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for s in exporter.series(name):
+            totals[s.labels[label]] = totals.get(s.labels[label], 0) + s.value
+        return totals
+
+    def shown(title: str, label: str) -> dict[str, float]:
+        result = wait_for(lambda: _query(prometheus, queries[title]), title, DEADLINE)
+        return {r["metric"][label]: float(r["value"][1]) for r in result}
+
+    paid = served("auditor_commission_paid_total", "currency")
+    assert paid and all(v > 0 for v in paid.values())
+    assert shown("Commission paid", "currency") == pytest.approx(paid)
+    flagged = served("auditor_commission_flagged_total", "class")
+    assert shown("Commission flagged by class", "class") == pytest.approx(flagged)
+    (total_paid,) = paid.values()
+    assert shown("Flagged share of commission paid, by class", "class") == pytest.approx(
+        {money_class: amount / total_paid for money_class, amount in flagged.items()})
+
+
 def test_the_finance_alerts_of_this_stream_fire(prometheus, exporter):
     # What the stream must raise, read from the metrics the replay serves.
     critical = {(s.labels["rule"], s.labels["team"])

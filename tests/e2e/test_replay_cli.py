@@ -28,7 +28,7 @@ from auditor.rules.loader import default_rules_dir, load_rule_pack
 SIM_ARGS = ("--accounts", "1500", "--months", "24", "--seed", "21")
 
 ALERT_FIELDS = {"alert_id", "rule", "kind", "severity", "event_time", "summary", "at_risk",
-                "currency", "deal_id", "account_id", "rep_id", "team", "plan_id", "group_by",
+                "money_class", "currency", "deal_id", "account_id", "rep_id", "team", "plan_id", "group_by",
                 "group", "period", "value", "threshold", "evidence", "labels", "runbook"}
 DEAL_FIELDS = ("deal_id", "account_id", "rep_id", "team", "plan_id")
 AGGREGATE_FIELDS = ("group_by", "group", "period", "value", "threshold")
@@ -288,7 +288,38 @@ def test_summary_names_the_rules_that_fired(replayed, events):
     for (rule, severity), n in fired.items():
         assert re.search(rf"^\s*{severity}\s+{re.escape(rule)}\s+{n:,}\b", summary, re.M), (
             rule, severity, n, summary)
-    assert "commission at risk:" in summary
+
+
+def test_summary_totals_count_each_deal_once_per_class(replayed, events):
+    """The classes' totals, recomputed here from the alerts: per (account, deal, class), the
+    largest amount any finding gives it; none above commission paid."""
+    out, done = replayed
+    summary = done.stdout.decode()
+    largest: dict[tuple[str, str, str], float] = {}
+    per_rule: Counter[str] = Counter()
+    for a in _jsonl(out / "alerts.jsonl"):
+        if a["kind"] == "aggregate":
+            items = [((d["account_id"], d["deal_id"], d["class"]), d["amount"])
+                     for d in a["evidence"].get("money_by_deal", [])]
+        else:
+            items = [((a["account_id"], a["deal_id"], c), amount)
+                     for c, amount in a["evidence"].get("money", {}).items()]
+        for key, amount in items:
+            largest[key] = max(largest.get(key, 0.0), amount)
+            per_rule[key[2]] += amount
+    totals: Counter[str] = Counter()
+    for (_, _, money_class), amount in largest.items():
+        totals[money_class] += amount
+    paid = float(re.search(r"^commission paid: ([\d,.]+) ", summary, re.M)[1].replace(",", ""))
+    assert {"unrecovered", "recoverable", "exposure", "overpaid"} <= set(totals)
+    for money_class, amount in totals.items():
+        shown = re.search(rf"^  {money_class}\s+([\d,.]+) USD\s+([\d.]+)%$", summary, re.M)
+        assert shown, (money_class, summary)
+        assert float(shown[1].replace(",", "")) == pytest.approx(amount, abs=0.01)
+        assert float(shown[2]) == pytest.approx(100 * amount / paid, abs=0.05)
+    assert sum(totals.values()) <= paid
+    # A deal flagged by two rules in one class is counted once: less than the per-rule sums.
+    assert sum(totals.values()) < sum(per_rule.values())
 
 
 def test_same_seed_gives_the_same_events_and_the_same_alerts(tmp_path):

@@ -11,9 +11,9 @@ from unit_helpers import churn_dict, deal_dict, run, ts
 from auditor.engine.alerts import alert_id
 
 CONTRACT_FIELDS = {
-    "alert_id", "rule", "kind", "severity", "event_time", "summary", "at_risk", "currency",
-    "deal_id", "account_id", "rep_id", "team", "plan_id", "group_by", "group", "period",
-    "value", "threshold", "evidence", "labels", "runbook",
+    "alert_id", "rule", "kind", "severity", "event_time", "summary", "at_risk", "money_class",
+    "currency", "deal_id", "account_id", "rep_id", "team", "plan_id", "group_by", "group",
+    "period", "value", "threshold", "evidence", "labels", "runbook",
 }
 DEAL_FIELDS = ("deal_id", "account_id", "rep_id", "team", "plan_id")
 AGGREGATE_FIELDS = ("group_by", "group", "period", "value", "threshold")
@@ -192,4 +192,4 @@ def test_alerts_are_counted_by_rule_severity_and_team(rules):
     assert counters.alerts[("new-logo-payout-share", "warning", "team-9")] == 1
     assert counters.alerts[("renewal-rate-gap", "warning", "")] == 1
     assert sum(counters.alerts.values()) == 7
-    assert counters.at_risk[("churn-and-resell", "team-9", "USD")] == 1200.0
+    assert counters.at_risk[("churn-and-resell", "team-9", "USD", "overpaid")] == 1200.0

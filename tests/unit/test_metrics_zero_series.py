@@ -49,7 +49,8 @@ def _samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, ...], fl
 
 def _alert(rule: str, severity: str, team: str | None, at_risk: float = 0.0) -> Alert:
     return Alert(alert_id=f"{rule}-{team}", rule=rule, kind="deal", severity=severity,
-                 event_time=None, summary="", at_risk=at_risk, currency="USD", team=team)
+                 event_time=None, summary="", at_risk=at_risk,
+                 money_class="unrecovered" if at_risk else None, currency="USD", team=team)
 
 
 # --- dead letters and events ------------------------------------------------------------------
@@ -128,7 +129,10 @@ def test_rules_in_force_are_at_zero_before_any_finding(rules: RulePack) -> None:
         ("renewal-rate-gap", "warning", ""): 0.0,
         ("rep-early-churn-rate", "critical", ""): 0.0,
     }
-    assert _samples(registry, AT_RISK) == {("rep-early-churn-rate", "", "USD"): 0.0}
+    # Each class a rule can put money in (rep-early-churn-rate: by the deal's clawback).
+    assert _samples(registry, AT_RISK) == {
+        ("rep-early-churn-rate", "", "USD", "recoverable"): 0.0,
+        ("rep-early-churn-rate", "", "USD", "unrecovered"): 0.0}
     # No phantom "no team" series for rules whose findings always have one.
     assert registry.get_sample_value(
         ALERTS, {"rule": "tcv-paid-upfront", "severity": "warning", "team": ""}) is None
@@ -156,9 +160,11 @@ def test_a_team_seen_in_a_finding_counts_from_zero_for_every_rule(rules: RulePac
     assert count("plan-contradiction", "warning") == 0.0
     assert count("renewal-rate-gap", "warning") is None  # its findings never have a team
     assert registry.get_sample_value(
-        AT_RISK, {"rule": "early-churn-unrecovered", "team": "emea", "currency": "USD"}) == 0.0
+        AT_RISK, {"rule": "early-churn-unrecovered", "team": "emea", "currency": "USD",
+                  "class": "unrecovered"}) == 0.0
     assert registry.get_sample_value(
-        AT_RISK, {"rule": "tcv-paid-upfront", "team": "emea", "currency": "USD"}) == 500.0
+        AT_RISK, {"rule": "tcv-paid-upfront", "team": "emea", "currency": "USD",
+                  "class": "exposure"}) == 500.0
     assert set(_samples(registry, LAST)) == {("tcv-paid-upfront", "warning", "emea")}
 
     # The next finding of another rule for that team is seen from 0.
@@ -176,7 +182,8 @@ def test_counted_findings_are_kept_as_counted(rules: RulePack) -> None:
     assert registry.get_sample_value(
         ALERTS, {"rule": "rep-early-churn-rate", "severity": "critical", "team": ""}) == 1.0
     assert registry.get_sample_value(
-        AT_RISK, {"rule": "rep-early-churn-rate", "team": "", "currency": "USD"}) == 12.5
+        AT_RISK, {"rule": "rep-early-churn-rate", "team": "", "currency": "USD",
+                  "class": "unrecovered"}) == 12.5
     assert dict(counters.alerts) == {("rep-early-churn-rate", "critical", ""): 1}
 
 
@@ -209,12 +216,14 @@ def test_a_reload_drops_the_zero_series_of_removed_rules(rules: RulePack) -> Non
     assert after[("tcv-paid-upfront", "warning", "emea")] == 1.0
     assert after[("renewal-rate-gap", "warning", "")] == 1.0
     assert registry.get_sample_value(
-        AT_RISK, {"rule": "tcv-paid-upfront", "team": "emea", "currency": "USD"}) == 100.0
+        AT_RISK, {"rule": "tcv-paid-upfront", "team": "emea", "currency": "USD",
+                  "class": "unrecovered"}) == 100.0
     # The zero series of removed rules are gone.
     assert ("discount-then-churn", "warning", "emea") not in after
     assert ("rep-early-churn-rate", "critical", "") not in after
     assert registry.get_sample_value(
-        AT_RISK, {"rule": "rep-early-churn-rate", "team": "", "currency": "USD"}) is None
+        AT_RISK, {"rule": "rep-early-churn-rate", "team": "", "currency": "USD",
+                  "class": "unrecovered"}) is None
     # The rules still in force keep theirs.
     assert after[("churn-and-resell", "critical", "emea")] == 0.0
     assert registry.get_sample_value("auditor_rules_loaded") == smaller.rule_count

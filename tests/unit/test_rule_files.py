@@ -20,6 +20,7 @@ rules:
     within_days: 30
     severity: warning
     at_risk: paid_upfront
+    money_class: unrecovered
 """
 
 DEAL_RULE = """\
@@ -33,6 +34,7 @@ rules:
     min_upfront_share: 0.9
     severity: warning
     at_risk: upfront_beyond_first_year
+    money_class: exposure
 """
 
 AGGREGATE_RULE = """\

@@ -22,6 +22,7 @@ rules:
     within_days: 30
     severity: warning
     at_risk: paid_upfront
+    money_class: unrecovered
 """
 
 AGGREGATE = """\
