@@ -28,8 +28,9 @@ from auditor.rules.loader import default_rules_dir, load_rule_pack
 SIM_ARGS = ("--accounts", "1500", "--months", "24", "--seed", "21")
 
 ALERT_FIELDS = {"alert_id", "rule", "kind", "severity", "event_time", "summary", "at_risk",
-                "money_class", "currency", "deal_id", "account_id", "rep_id", "team", "plan_id", "group_by",
-                "group", "period", "value", "threshold", "evidence", "labels", "runbook"}
+                "money_class", "currency", "deal_id", "account_id", "rep_id", "team", "plan_id",
+                "group_by", "group", "period", "value", "threshold", "evidence", "labels",
+                "runbook"}
 DEAL_FIELDS = ("deal_id", "account_id", "rep_id", "team", "plan_id")
 AGGREGATE_FIELDS = ("group_by", "group", "period", "value", "threshold")
 DEAL_KINDS = {"deal", "churn-after-deal", "deal-after-churn"}
