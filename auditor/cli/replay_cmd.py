@@ -18,6 +18,7 @@ from auditor.engine.alerts import Alert
 from auditor.errors import RuleErrors
 from auditor.events.deadletter import DeadLetter
 from auditor.metrics.collector import build_registry
+from auditor.metrics.retention import RetentionCollector
 from auditor.plans.metrics import PlanFindingsCollector
 from auditor.replay.progress import Progress
 from auditor.replay.runner import Replay
@@ -84,14 +85,15 @@ def run(args: argparse.Namespace) -> int:
                     replay.set_rules(replay.pending_rules)
                     replay.pending_rules = None
     if not args.quiet:
-        print(digest.render(counters))
+        print(digest.render(counters, replay.engine.aggregate.retention_values))
     if args.summary_out:
         path = Path(args.summary_out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(summary_data(counters, digest), indent=1) + "\n",
-                        encoding="utf-8")
+        data = summary_data(counters, digest, replay.engine.aggregate.retention_values)
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     plans = PlanFindingsCollector(lambda: replay.engine.rules.plans)
-    registry = build_registry(counters, replay.engine.live_values, extra=[plans])
+    retention = RetentionCollector(counters, replay.engine.aggregate.retention_values)
+    registry = build_registry(counters, replay.engine.live_values, extra=[plans, retention])
     if args.metrics_out:
         Path(args.metrics_out).write_bytes(generate_latest(registry))
     if args.metrics_port is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from auditor.engine import retention
 from auditor.engine.alerts import Alert, money
 from auditor.engine.facts import AggregateFact, deal_of
 from auditor.engine.findings import aggregate_alert, time_text
@@ -122,7 +123,7 @@ class AggregateStage:
         self._next_check = next_check
 
     def _settles_at(self, rule: AggregateRule, state: AggregateState) -> float:
-        return state.end + rule.settle_days * DAY + self.lateness
+        return rule.settles_after(state.end) + self.lateness
 
     def _check_at(self, rule: AggregateRule, state: AggregateState) -> float:
         """The watermark at which this period next needs a look: it settles, or leaves."""
@@ -144,6 +145,16 @@ class AggregateStage:
                                         rule.crosses(value)))
         return values
 
+    def retention_values(self) -> list[retention.RetentionValue]:
+        """The live figure of every commission-retention period not evaluated yet."""
+        values = []
+        for _, state in self.store.items():
+            rule = self.rules.get(state.rule)
+            if rule is not None and rule.measure == retention.MEASURE and not state.settled:
+                values.append(retention.retention_value(rule, state, measure(rule, state),
+                                                        settled=False))
+        return values
+
     def flush(self) -> list[Alert]:
         """End of input (replay): evaluate every period not yet evaluated, settled or not."""
         alerts: list[Alert] = []
@@ -156,10 +167,13 @@ class AggregateStage:
 
     def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
                   alerts: list[Alert]) -> None:
+        value = measure(rule, state)
+        if rule.measure == retention.MEASURE:  # the KPI is reported, crossing or not
+            settled = self.store.watermark >= self._settles_at(rule, state)
+            self.sink.retention(retention.retention_value(rule, state, value, settled))
         if state.fired:
             self.store.put(key, state)
             return
-        value = measure(rule, state)
         if value is not None and rule.crosses(value):
             state.fired = True
             evidence, at_risk = explain(rule, state)
@@ -178,6 +192,11 @@ def measure(rule: AggregateRule, state: AggregateState) -> float | None:
         if n == 0 or n < rule.min_deals["all"]:
             return None
         return state.churned_count / n
+    if rule.measure == "commission_retention":
+        total = sum(t[1] for t in totals.values())
+        if total == 0 or len(state.deals) < rule.min_deals["all"]:
+            return None
+        return (total - state.churned_amount) / total
     if rule.measure == "new_logo_commission_share":
         total = sum(t[1] for t in totals.values())
         if total == 0 or len(state.deals) < rule.min_deals["all"]:
@@ -210,21 +229,30 @@ def explain(rule: AggregateRule, state: AggregateState) -> tuple[dict[str, objec
         }
         if rule.at_risk != "churned_paid_upfront":
             return evidence, 0.0
+        # Each deal's amount in cents first, so the classes add up to at_risk to the cent.
         by_class: dict[str, float] = {}
         by_deal = []
         for m in churned:
             how = state.churned[m]
             money_class = how.money_class or "unclassified"
-            amount = state.deals[m][3]
-            by_class[money_class] = by_class.get(money_class, 0.0) + amount
+            amount = money(state.deals[m][3])
+            by_class[money_class] = money(by_class.get(money_class, 0.0) + amount)
             account_id, _, deal_id = m.partition("\x1f")
             by_deal.append({"account_id": account_id, "deal_id": deal_id,
-                            "class": money_class, "amount": money(amount),
+                            "class": money_class, "amount": amount,
                             "plan_id": how.plan_id, "team": how.team,
                             "closed_at": time_text(how.deal_time)})
-        evidence["money"] = {k: money(v) for k, v in sorted(by_class.items())}
+        evidence["money"] = dict(sorted(by_class.items()))
         evidence["money_by_deal"] = by_deal
-        return evidence, state.churned_upfront
+        return evidence, money(sum(by_class.values()))
+    if rule.measure == retention.MEASURE:
+        paid = sum(t[1] for t in totals.values())
+        return {"deals": len(state.deals), "months": rule.churn_within_months,
+                "commission_paid": money(paid),
+                "commission_retained": money(paid - state.churned_amount),
+                "churned_deals": state.churned_count,
+                "churned_deal_ids": [deal_of(m) for m in sorted(state.churned)
+                                     if m in state.deals]}, 0.0
     evidence = {"deals": len(state.deals)}
     for deal_type in sorted(totals):
         count, commission, acv = totals[deal_type]

@@ -67,6 +67,7 @@ class AuditEngine:
         if found:
             self.claim(found)
             alerts = [*alerts, *found]
+        self.join.expire()
         return alerts
 
     def claim(self, alerts: list[Alert]) -> None:

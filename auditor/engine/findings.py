@@ -163,6 +163,8 @@ def aggregate_alert(rule: AggregateRule, state: AggregateState, value: float,
         "renewal_rate_ratio": "renewal commission rate relative to new logos",
         "new_logo_commission_share": "share of commission paid on new logos",
         "early_churn_share": "share of new-logo and expansion deals fully churned early",
+        "commission_retention": (f"share of commission paid on accounts still customers "
+                                 f"{rule.churn_within_months} months later"),
     }[rule.measure]
     by_class = evidence.get("money")
     money_class = None

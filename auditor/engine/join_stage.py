@@ -24,7 +24,7 @@ from auditor.rules.compiled import AggregateRule, JoinRule, RulePack
 NO_ALERTS: list[Alert] = []
 NO_FACTS: list[AggregateFact] = []
 DEAL, CHURNED = AggregateFact.DEAL, AggregateFact.CHURNED
-# An aggregate rule as a deal meets it: (rule, its id, the deal's group, early_churn_share?).
+# An aggregate rule as a deal meets it: (rule, its id, the deal's group, counts churns?).
 _Aggregate = tuple[AggregateRule, str, Callable[[Deal], str], bool]
 
 
@@ -73,10 +73,10 @@ class JoinStage:
         self.currency = rules.currency.reporting
         self.horizon = rules.longest_window_days() * DAY
         self.churn_aggregates = tuple(
-            r for r in rules.aggregate_rules if r.measure == "early_churn_share"
+            r for r in rules.aggregate_rules if r.counts_churn
         )
         self._aggregates: tuple[_Aggregate, ...] = tuple(
-            (r, r.meta.id, attrgetter(r.group_by), r.measure == "early_churn_share")
+            (r, r.meta.id, attrgetter(r.group_by), r.counts_churn)
             for r in rules.aggregate_rules
         )
 
@@ -107,16 +107,22 @@ class JoinStage:
         state.event_ids.add(event.event_id)
         flagged = _flag(state, alerts) if alerts else []
         store.put(event.account_id, state, time)
-
-        # Expire once per day of event time, not per event.
-        if now > watermark and int(now // DAY) != int(watermark // DAY):
-            store.expire(now - self.horizon - self.lateness)
         return Joined(outcome, alerts, facts, flagged)
 
+    def expire(self) -> None:
+        """Forget what is past the horizon (the store works in whole days, so this is cheap
+        but for once a day). Called after an event's work is done -- in replay, after the
+        aggregate findings it settled have claimed their money in the deals' ledgers, so a
+        jump in event time cannot drop a ledger entry before its last claim."""
+        store = self.store
+        store.expire(store.watermark - self.horizon - self.lateness)
+
     def audit(self, event: Event) -> Joined:
-        """`process` and `report`: the whole of an event's work when this stage is alone."""
+        """`process`, `report` and `expire`: the whole of an event's work when this stage is
+        alone."""
         joined = self.process(event)
         self.report(event, joined)
+        self.expire()
         return joined
 
     def report(self, event: Event, joined: Joined) -> None:
@@ -255,8 +261,8 @@ class JoinStage:
 
     @staticmethod
     def _churned_early(agg: AggregateRule, deal: Deal, churn: Churn) -> bool:
-        days = (churn.time - deal.time) / DAY
-        return 0 <= days <= agg.churn_within_days and (agg.churn is None or agg.churn(churn))
+        return agg.churned_in_window(deal.time, churn.time) and (
+            agg.churn is None or agg.churn(churn))
 
 
 def _flag(state: AccountState, alerts: list[Alert]) -> list[Flag]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, datetime
 
 DAY = 86400.0
@@ -26,3 +27,18 @@ def quarter_of(epoch: float) -> tuple[str, float]:
         _cache.clear()
     _cache[day] = result
     return result
+
+
+def add_months(epoch: float, months: int) -> float:
+    """The same day and time `months` calendar months later, in UTC; a day the later month
+    lacks (the 31st, Feb 29) becomes its last. Past year 9999: the end of 9999."""
+    end_of_time = datetime(9999, 12, 31, tzinfo=UTC).timestamp() + DAY
+    if epoch >= end_of_time:
+        return end_of_time
+    when = datetime.fromtimestamp(epoch, UTC)
+    index = when.year * 12 + when.month - 1 + months
+    year, month = divmod(index, 12)
+    if year > 9999:
+        return end_of_time
+    last = calendar.monthrange(year, month + 1)[1]
+    return when.replace(year=year, month=month + 1, day=min(when.day, last)).timestamp()

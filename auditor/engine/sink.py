@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from auditor.engine.alerts import Alert
+from auditor.engine.retention import RetentionValue
 
 
 class MetricsSink(Protocol):
@@ -19,6 +20,10 @@ class MetricsSink(Protocol):
     def commission_flagged(self, money_class: str, plan_id: str, team: str, time: float,
                            amount: float) -> None:
         """`amount` more of a class's total: a deal's largest in the class grew by it."""
+        ...
+
+    def retention(self, value: RetentionValue) -> None:
+        """A commission-retention period was evaluated (settled, or at end of input)."""
         ...
 
 
@@ -36,4 +41,7 @@ class NullSink:
 
     def commission_flagged(self, money_class: str, plan_id: str, team: str, time: float,
                            amount: float) -> None:
+        pass
+
+    def retention(self, value: RetentionValue) -> None:
         pass

@@ -148,8 +148,8 @@ class AggregateState:
     """One (rule, group, quarter): the contributing deals by (account, deal) key (facts.member),
     so re-delivery cannot count twice, and running totals, so a live value costs O(1) per fact."""
 
-    __slots__ = ("churned", "churned_count", "churned_upfront", "deals", "end", "fired", "group",
-                 "period", "rule", "settled", "totals")
+    __slots__ = ("churned", "churned_amount", "churned_count", "churned_upfront", "deals", "end",
+                 "fired", "group", "period", "rule", "settled", "totals")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
@@ -164,6 +164,7 @@ class AggregateState:
         self.totals: dict[str, list[float]] = {}
         self.churned_count = 0  # churned deals that are also in `deals`
         self.churned_upfront = 0.0
+        self.churned_amount = 0.0  # their commission
         self.settled = False
         self.fired = False
 
@@ -205,8 +206,10 @@ class AggregateState:
         return True
 
     def _count_churned(self, key: str) -> None:
+        entry = self.deals[key]
         self.churned_count += 1
-        self.churned_upfront += self.deals[key][3]
+        self.churned_amount += entry[1]
+        self.churned_upfront += entry[3]
 
     def to_dict(self) -> dict[str, Any]:
         return {

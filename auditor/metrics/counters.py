@@ -20,10 +20,13 @@ from dataclasses import dataclass
 from auditor.engine.alerts import Alert
 from auditor.engine.periods import quarter_of
 from auditor.engine.plan_check import RULE as PLAN_CONTRADICTION
+from auditor.engine.retention import MEASURE as RETENTION
+from auditor.engine.retention import RetentionValue
 from auditor.events.deadletter import REASONS, DeadLetter
 from auditor.events.models import EVENT_TYPES
 from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RulePack
 
+MAX_RETENTION_FIGURES = 4000  # periods x groups kept for the retention gauge
 PAID = "paid"  # commission paid, beside the money classes in RunCounters.money_by_quarter
 
 # Every outcome of an event (DESIGN.md, Metrics): each event is counted once, under one of them.
@@ -115,6 +118,10 @@ class RunCounters:
         # the deal's close) -> amount.
         self.money_by_quarter: defaultdict[tuple[str, str, str, str], float] = (
             defaultdict(float))
+        # Commission retention of the periods evaluated so far, by (group_by, group, period);
+        # the targets are the thresholds of the rules in force, by group_by.
+        self.retained: dict[tuple[str, str, str], RetentionValue] = {}
+        self.retention_targets: dict[str, float] = {}
         self.processing = Histogram(PROCESSING_BUCKETS)
         self.lag = Histogram(LAG_BUCKETS)
         self.rules_loaded = 0
@@ -150,6 +157,12 @@ class RunCounters:
         self.paid[plan_id, team, self.currency] += amount
         self.money_by_quarter[PAID, plan_id, team, quarter_of(time)[0]] += amount
 
+    def retention(self, value: RetentionValue) -> None:
+        self.retained[value.key] = value
+        if len(self.retained) > MAX_RETENTION_FIGURES:  # bounded: the oldest periods go
+            for key in sorted(self.retained, key=lambda k: k[2])[:len(self.retained) // 4]:
+                del self.retained[key]
+
     def commission_flagged(self, money_class: str, plan_id: str, team: str, time: float,
                            amount: float) -> None:
         self.flagged[money_class, plan_id, team, self.currency] += amount
@@ -168,6 +181,8 @@ class RunCounters:
         load and at every reload (`rules_reloaded(pack)` does both)."""
         self.currency = rules.currency.reporting
         self.declared = declared_rules(rules)
+        self.retention_targets = {r.group_by: r.threshold for r in rules.aggregate_rules
+                                  if r.measure == RETENTION}
 
     def rules_reloaded(self, loaded: RulePack | int | None) -> None:
         """The rules now in force (or just their number), or None when a reload was refused.

@@ -12,6 +12,7 @@ from typing import Any
 
 from auditor.engine.alerts import MONEY_CLASSES, Alert
 from auditor.metrics.counters import PAID, RunCounters
+from auditor.metrics.retention import RetentionSource, retention_figures
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 OUTCOMES = ("processed", "late", "duplicate", "invalid")
@@ -39,8 +40,8 @@ class FindingsDigest:
         if len(examples) < self.examples_per_rule:
             examples.append(alert)
 
-    def render(self, counters: RunCounters) -> str:
-        data = summary_data(counters, self)
+    def render(self, counters: RunCounters, retention: RetentionSource = lambda: ()) -> str:
+        data = summary_data(counters, self, retention)
         currency = data["currency"]
         out = ["", "== comp-auditor replay summary =="]
         events = data["events"]
@@ -58,6 +59,7 @@ class FindingsDigest:
             for money_class, amount in by_class.items():
                 share = f"{amount / paid:6.1%}" if paid else "     -"
                 out.append(f"  {money_class:<12} {amount:>16,.2f} {currency}  {share}")
+        out += _retention_lines(data["retention"])
         if not self.by_rule:
             out.append("findings: none")
             return "\n".join(out)
@@ -82,8 +84,27 @@ def _class_order(money_class: str) -> tuple[int, str]:
             money_class)
 
 
-def summary_data(counters: RunCounters, digest: FindingsDigest) -> dict[str, Any]:
+def _retention_lines(retention: dict[str, Any]) -> list[str]:
+    """The newest settled quarter of each plan and team, against its target."""
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in retention["rows"]:
+        if row["status"] == "settled" and row["share"] is not None:
+            newest[row["group_by"], row["group"]] = row  # rows are sorted by period
+    if not newest:
+        return []
+    lines = [f"commission retention ({retention['months']} months, newest settled quarter; "
+             "target " + ", ".join(f"{k} {v:.0%}" for k, v in retention["targets"].items())
+             + "):"]
+    for (group_by, group), row in sorted(newest.items()):
+        below = " below target" if row["share"] < retention["targets"].get(group_by, 0) else ""
+        lines.append(f"  {group_by:<8} {group:<22} {row['period']}  {row['share']:6.1%}{below}")
+    return lines
+
+
+def summary_data(counters: RunCounters, digest: FindingsDigest,
+                 retention: RetentionSource = lambda: ()) -> dict[str, Any]:
     """The summary as data; the shape `auditor report` reads (README, Report)."""
+    figures = sorted(retention_figures(counters, retention), key=lambda v: (v.period, v.key))
     outcomes = counters.events_by_outcome()
     paid_rows: list[dict[str, Any]] = []
     money_rows: list[dict[str, Any]] = []
@@ -109,5 +130,12 @@ def summary_data(counters: RunCounters, digest: FindingsDigest) -> dict[str, Any
                         for (rule, money_class), amount in sorted(
                             digest.money.items(),
                             key=lambda kv: (kv[0][0], _class_order(kv[0][1])))],
+        },
+        "retention": {
+            "months": max((f.months for f in figures), default=12),
+            "rows": [{"group_by": f.group_by, "group": f.group, "period": f.period,
+                      "status": f.status, "paid": f.paid, "retained": f.retained,
+                      "share": f.share} for f in figures],
+            "targets": dict(sorted(counters.retention_targets.items())),
         },
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from auditor.engine.periods import DAY, add_months
 from auditor.events.currency import CurrencyTable
 from auditor.rules.filters import Predicate
 
@@ -84,6 +85,25 @@ class AggregateRule:
     severity: str
     at_risk: str
     money: MoneyClass | None = None
+    churn_within_months: int = 0  # commission_retention: the window in calendar months
+
+    @property
+    def counts_churn(self) -> bool:
+        """Its deals are counted as churned when their account churns soon enough."""
+        return self.measure in ("early_churn_share", "commission_retention")
+
+    def churned_in_window(self, deal_time: float, churn_time: float) -> bool:
+        """The churn falls in the rule's window after the deal: 0..churn_within_days days, or
+        (close, close + churn_within_months calendar months]."""
+        if self.churn_within_months:
+            return deal_time < churn_time <= add_months(deal_time, self.churn_within_months)
+        return 0 <= (churn_time - deal_time) / DAY <= self.churn_within_days
+
+    def settles_after(self, end: float) -> float:
+        """When a period ending at `end` settles, before the allowed lateness."""
+        if self.churn_within_months:
+            end = add_months(end, self.churn_within_months)
+        return end + self.settle_days * DAY
 
     def crosses(self, value: float) -> bool:
         op, limit = self.threshold_op, self.threshold
@@ -114,7 +134,8 @@ class RulePack:
         """How far back in event time any rule looks: join windows and aggregate settle times."""
         spans: list[float] = [r.within_days for r in self.join_rules]
         for r in self.aggregate_rules:
-            spans.append(max(r.settle_days, r.churn_within_days))
+            spans.append(max(r.settle_days, r.churn_within_days)
+                         + r.churn_within_months * 31)  # a month is at most 31 days
         return max(spans, default=0.0)
 
     def by_id(self) -> dict[str, Any]:

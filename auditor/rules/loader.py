@@ -307,6 +307,7 @@ def _compile(spec: Any, meta: RuleMeta, lists: dict[str, list[Any]]
         compile_filter(spec.churn, CHURN_FIELDS, lists),
         spec.churn_within_days or 0.0, dict(min_deals), op, float(getattr(threshold, op)),
         spec.settle_days, spec.severity, spec.at_risk, _money(spec),
+        spec.churn_within_months or 0,
     )
 
 

@@ -140,7 +140,10 @@ class JoinRuleSpec(_RuleBase):
         return self.kind == "churn-after-deal"
 
 
-Measure = Literal["renewal_rate_ratio", "new_logo_commission_share", "early_churn_share"]
+Measure = Literal["renewal_rate_ratio", "new_logo_commission_share", "early_churn_share",
+                  "commission_retention"]
+# Measures that count a group's deals whose account churned soon enough after the close.
+CHURN_MEASURES = ("early_churn_share", "commission_retention")
 
 
 class AggregateRuleSpec(_RuleBase):
@@ -154,6 +157,9 @@ class AggregateRuleSpec(_RuleBase):
     churn: Filter = Field(default_factory=dict)
     # early_churn_share: a deal counts as churned when a matching churn comes this soon after it.
     churn_within_days: Days | None = None
+    # commission_retention: ... within this many calendar months after the close (the period
+    # settles that long after its end).
+    churn_within_months: Annotated[int, Field(ge=1, le=120)] | None = None
     # renewal_rate_ratio counts renewal and new_logo deals apart, so it takes a mapping.
     min_deals: Annotated[int, Field(ge=0)] | dict[str, Annotated[int, Field(ge=0)]] = 0
     threshold: Threshold
@@ -170,6 +176,10 @@ class AggregateRuleSpec(_RuleBase):
             raise ValueError("measure early_churn_share needs churn_within_days")
         if self.measure != "early_churn_share" and self.churn_within_days is not None:
             raise ValueError(f"churn_within_days does not apply to measure {self.measure}")
+        if self.measure == "commission_retention" and self.churn_within_months is None:
+            raise ValueError("measure commission_retention needs churn_within_months")
+        if self.measure != "commission_retention" and self.churn_within_months is not None:
+            raise ValueError(f"churn_within_months does not apply to measure {self.measure}")
         if self.measure == "renewal_rate_ratio":
             by_type = self.min_deals
             if not isinstance(by_type, dict) or set(by_type) - {"renewal", "new_logo"}:

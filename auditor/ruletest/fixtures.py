@@ -14,6 +14,9 @@ Event fields are those of the event contract (a misspelt one is an error, not ig
 one rep, team and plan, USD, a 10,000 ACV twelve-month new-logo deal with 1,000 commission paid
 upfront and no clawback, a full churn. Ids are generated unless given.
 
+An expectation gives any of the fields of ExpectedAlert (`money_class: recoverable`, too); a field
+not given matches any value.
+
 Which alerts are compared: those of the rules listed in `rules:` if given, else those of the
 rules named in `expect`; a test with neither expects no alert from any rule. Every compared
 alert must match exactly one expectation and every expectation one alert.
@@ -22,7 +25,7 @@ alert must match exactly one expectation and every expectation one alert.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasPath,
@@ -57,6 +60,8 @@ class _Strict(BaseModel):
 
 
 Offset = Annotated[str | float | int, Field(description="days after base: 45d, 12h, 30m")]
+# The money classes of the alert contract (auditor.engine.alerts.MONEY_CLASSES).
+MoneyClassName = Literal["unrecovered", "recoverable", "overpaid", "exposure"]
 
 
 class EventFixture(_Strict):
@@ -90,6 +95,8 @@ class ExpectedAlert(_Strict):
     group: str | None = None
     period: str | None = None
     at_risk: float | None = None  # compared to the cent
+    # The class of the money at risk (DESIGN.md, Alert contract); null matches any.
+    money_class: MoneyClassName | None = None
     value: float | None = None  # compared to 1e-6
     summary_contains: str | None = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,9 @@ def run_test(pack: RulePack, test: RuleTest, file: str = "", line: int = 0) -> T
 
 def _event(test: RuleTest, fixture: EventFixture, n: int) -> dict[str, Any]:
     fields = dict(fixture.deal if fixture.deal is not None else fixture.churn or {})
+    for name, value in fields.items():  # a time written as YAML reads as a datetime
+        if isinstance(value, datetime):
+            fields[name] = format_time(value.timestamp())
     at = test.base + timedelta(days=offset_days(fields.pop("at", 0)))
     if fixture.deal is not None:
         event = {**DEAL_DEFAULTS, "event_id": f"test-event-{n}", "deal_id": f"deal-{n}",

@@ -2,9 +2,10 @@
 
 Input topics -> `audit_events` (join stage per partition) -> alerts, dead letters, and facts
 re-keyed by (rule, group, quarter) through the repartition topic -> `audit_aggregates`
-(aggregate stage per partition) -> alerts. Offsets are committed only past batches whose
-outputs and state the broker has acknowledged (batches.py, commit_gate.py): at-least-once, with
-deterministic alert ids to recognise a redelivery.
+(aggregate stage per partition) -> alerts, and their money per deal through the claims topic,
+keyed by account, back to `audit_events` (the deals' ledgers). Offsets are committed only past
+batches whose outputs and state the broker has acknowledged (batches.py, commit_gate.py):
+at-least-once, with deterministic alert ids to recognise a redelivery.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 
 from auditor.metrics.collector import build_registry
 from auditor.metrics.counters import RunCounters
+from auditor.metrics.retention import RetentionCollector
 from auditor.plans.metrics import PlanFindingsCollector
 from auditor.rules.compiled import RulePack
 from auditor.rules.reload import RuleReloader
@@ -51,7 +53,8 @@ class AuditorWorker:
         self.tables = self._make_tables()
         self.pipeline = Pipeline(rules, self.counters, self.tables, settings.lateness_days,
                                  settings.partitions)
-        self.gate = CommitGate({*settings.topics.inputs, settings.facts_topic})
+        self.gate = CommitGate({*settings.topics.inputs, settings.facts_topic,
+                                settings.claims_topic})
         commit_gate.install(self.app, self.gate)
         self.batches = self._make_batches()
         self.registry = self._make_registry()
@@ -109,8 +112,10 @@ class AuditorWorker:
         plans = PlanFindingsCollector(lambda: self.pipeline.rules.plans)
         delivery = DeliveryCollector(self.batches.delivery.failures,
                                      lambda: self.pipeline.unreadable)
+        retention = RetentionCollector(self.counters, self.pipeline.retention_values)
         registry = build_registry(self.counters, self.pipeline.live_values,
-                                  extra=[self.lag, self.broker_health, plans, delivery])
+                                  extra=[self.lag, self.broker_health, plans, delivery,
+                                         retention])
         # process_* (CPU, memory, open files) and python_info, as every service exports.
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
@@ -126,11 +131,14 @@ class AuditorWorker:
             facts=app.topic(s.facts_topic, partitions=s.partitions),
             tables={"accounts": tables.accounts, "aggregates": tables.aggregates,
                     "watermarks": tables.watermarks},
+            claims=app.topic(s.claims_topic, partitions=s.partitions),
         ), self.gate)
 
     def _define_agents(self) -> None:
         app, s, batches = self.app, self.settings, self.batches
-        inputs = app.topic(*s.topics.inputs, partitions=s.partitions)
+        # The claims topic is read with the inputs: its claims change the accounts' state, so
+        # they are applied, logged and committed in the same batches, by the same agent.
+        inputs = app.topic(*s.topics.inputs, s.claims_topic, partitions=s.partitions)
         facts = app.topic(s.facts_topic, partitions=s.partitions)
 
         # Events are taken in batches; auditor/worker/batches.py gives the steps of one, and

@@ -1,10 +1,13 @@
 """A batch of messages, from input to committable offsets, in the order that keeps at-least-once.
 
 For each batch, of either agent:
-1. the pipeline audits every message (no await in between: a batch is processed whole);
+1. the pipeline audits every message (no await in between: a batch is processed whole); the
+   input agent's batch holds events and money claims (applied to the deals' ledgers);
 2. its outputs -- alerts, dead letters, facts messages -- are delivered to the broker, and
-   then the heartbeats that tell the aggregate stages how far the batch's sources are;
-3. then the state it changed is logged to the changelogs, once per key, and delivered;
+   then the heartbeats that tell the aggregate stages how far the batch's sources are (input
+   agent), or the money claims of the batch's alerts, for the deals' ledgers (facts agent);
+3. then the state it changed is logged to the changelogs, once per key, and delivered (each
+   agent logs only its own stages' state: the other agent's batch may await its outputs);
 4. only then are its offsets marked done, so faust may commit them (commit_gate.py).
 A crash or stop anywhere before 4 leaves the offsets uncommitted: the restarted worker reads the
 batch again, recreates the same alerts (same alert_id) and finds in its state only events whose
@@ -21,7 +24,7 @@ from auditor.events.deadletter import DEADLETTER_MAX_BYTES, DeadLetter
 from auditor.worker.commit_gate import CommitGate
 from auditor.worker.delivery import Delivery, Outgoing
 from auditor.worker.pipeline import Outputs, Pipeline
-from auditor.worker.records import FactsMessage
+from auditor.worker.records import ClaimsMessage, FactsMessage
 from auditor.worker.tables import ChangelogRecord
 
 # A dead letter refused as too large is tried again at these bounds, then given up.
@@ -33,6 +36,7 @@ class OutputTopics(NamedTuple):
     deadletters: Any
     facts: Any
     tables: dict[str, Any]  # table name -> faust table, whose changelog topic state goes to
+    claims: Any = None  # the money claims topic (read by the input agent too)
 
 
 class Batches:
@@ -43,6 +47,8 @@ class Batches:
         self.gate = gate
         self.deadletter_max_bytes = deadletter_max_bytes
         self.delivery = Delivery(self._divert)
+        get_name = getattr(topics.claims, "get_topic_name", None)
+        self.claims_topic: str | None = None if get_name is None else str(get_name())
         # Held while a batch runs, so a rebalance logs its state only after its outputs.
         self.events_lock = asyncio.Lock()
         self.facts_lock = asyncio.Lock()
@@ -52,14 +58,18 @@ class Batches:
         async with self.events_lock:
             messages = list(messages)
             out = Outputs()
+            pipeline, claims = self.pipeline, self.claims_topic
             for m in messages:  # 1
-                one = self.pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
+                if m.topic == claims:
+                    one = pipeline.on_claims(m.topic, m.partition, m.offset, m.key, m.value)
+                else:
+                    one = pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
                 out.alerts += one.alerts
                 out.deadletters += one.deadletters
-            facts, heartbeats = self.pipeline.facts_messages()
+            facts, heartbeats = pipeline.facts_messages()
             await self.delivery.deliver([*self._outputs(out), *self._facts(facts)])  # 2
             await self.delivery.deliver(self._facts(heartbeats))  # 2b: after the facts
-            await self._log_state(self.pipeline.state_records())  # 3
+            await self._log_state(pipeline.join_state_records())  # 3
             self._done(messages)  # 4
             self.pipeline.counters.watermark = self.pipeline.watermark
 
@@ -73,7 +83,9 @@ class Batches:
                 out.alerts += one.alerts
                 out.deadletters += one.deadletters
             await self.delivery.deliver(self._outputs(out))  # 2
-            await self._log_state(self.pipeline.state_records())  # 3
+            # 2b: the money of the alerts, now delivered, to the deals' accounts' ledgers.
+            await self.delivery.deliver(self._claims(self.pipeline.claims_messages(out.alerts)))
+            await self._log_state(self.pipeline.aggregate_state_records())  # 3
             self._done(messages)  # 4
 
     async def rebalance(self, revoked: Iterable[Any]) -> None:
@@ -87,6 +99,12 @@ class Batches:
         return [Outgoing("facts", None, self.topics.facts,
                          None if m.key is None else m.key.encode(), m.value, m.partition)
                 for m in messages]
+
+    def _claims(self, messages: list[ClaimsMessage]) -> list[Outgoing]:
+        if messages:
+            assert self.topics.claims is not None, "no claims topic to send claims to"
+        return [Outgoing("claims", None, self.topics.claims, m.key.encode(), m.value,
+                         m.partition) for m in messages]
 
     def _outputs(self, out: Outputs) -> list[Outgoing]:
         alerts = [Outgoing("alerts", a, self.topics.alerts, a.alert_id.encode(),
@@ -122,7 +140,7 @@ class Batches:
         if record.output == "state":
             # The state stays right in memory; only a recovery would miss this key's change.
             return None
-        # An alert or a facts message: a dead letter says what it was, bounded.
+        # An alert, a facts or a claims message: a dead letter says what it was, bounded.
         text = record.value.decode("utf-8", "replace") if isinstance(record.value, bytes) else (
             str(record.value))
         where = f"{record.output}:{record.key.decode('utf-8', 'replace') if record.key else ''}"

@@ -1,8 +1,8 @@
 """Getting the worker's outputs to the broker, with one policy for what cannot be sent.
 
-Every output of a batch -- alerts, dead letters, facts, changelog records -- is sent and awaited
-before the batch's offsets may be committed (auditor/worker/commit_gate.py). A send that fails
-is never a crash:
+Every output of a batch -- alerts, dead letters, facts, claims, changelog records -- is sent
+and awaited before the batch's offsets may be committed (auditor/worker/commit_gate.py). A send
+that fails is never a crash:
 - a record too large for the broker can never be taken: it is handed to the shell's `divert`
   policy, which returns what to send instead (a bounded dead letter naming it) or None to give
   it up (counted and logged);
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Outgoing:
-    output: str  # alerts, deadletters, facts or state: for the policy, metrics and logs
+    output: str  # alerts, deadletters, facts, claims or state: for the policy, metrics, logs
     item: Any  # what the record says (an Alert, a DeadLetter, ...), for the policy
     topic: Any  # a faust topic (anything with `async send(...)` returning a future)
     key: Any

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-OUTPUTS = ("alerts", "deadletters", "facts", "state")
+OUTPUTS = ("alerts", "deadletters", "facts", "claims", "state")
 OUTCOMES = ("retried", "diverted", "dropped")
 
 
@@ -33,5 +33,5 @@ class DeliveryCollector(Collector):
         yield failures
         yield CounterMetricFamily(
             "auditor_unreadable_records",
-            "Records of the worker's own (facts, state, watermarks) it could not read.",
+            "Records of the worker's own (facts, claims, state, watermarks) it could not read.",
             value=self.unreadable())

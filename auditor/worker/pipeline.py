@@ -1,6 +1,11 @@
 """The engine as the worker runs it: one join stage per input partition, one aggregate stage per
 repartition-topic partition, each over its own slice of the state tables.
 
+Aggregate findings' money goes back to the deals' ledgers over the claims topic: the aggregate
+stage's alerts give claims (`claims_messages`), keyed and partitioned by account like the input
+topics, and the input agent applies them with the account partition's join stage (`on_claims`),
+so the de-duplicated totals count a deal once per class, as replay's do.
+
 No faust here: the tables come in as mappings, and the caller sends what comes out -- alerts,
 dead letters, facts messages, then changelog records -- and commits offsets after. That keeps
 this testable without a broker, and keeps faust to auditor/worker/app.py.
@@ -14,9 +19,11 @@ from typing import Any
 
 from auditor.engine.aggregate_stage import AggregateStage, LiveValue
 from auditor.engine.alerts import Alert
+from auditor.engine.engine import claims_of
 from auditor.engine.facts import AggregateFact
-from auditor.engine.join_stage import Joined, JoinStage
+from auditor.engine.join_stage import Claim, Joined, JoinStage
 from auditor.engine.periods import DAY
+from auditor.engine.retention import RetentionValue
 from auditor.events.deadletter import DeadLetter
 from auditor.events.decode import EventDecoder
 from auditor.events.models import Event
@@ -25,9 +32,12 @@ from auditor.metrics.counters import RunCounters
 from auditor.rules.compiled import RulePack
 from auditor.worker.partitioning import expected_partition
 from auditor.worker.records import (
+    ClaimsMessage,
     FactsMessage,
     UnreadableRecord,
+    decode_claims,
     decode_facts,
+    encode_claims,
     encode_facts,
 )
 from auditor.worker.tables import (
@@ -40,8 +50,9 @@ from auditor.worker.tables import (
 
 log = logging.getLogger(__name__)
 TABLES = ("accounts", "aggregates", "watermarks")
-# Facts messages stay well under a broker's default 1 MiB message limit.
+# Facts and claims messages stay well under a broker's default 1 MiB message limit.
 FACTS_MAX_BYTES = 256 * 1024
+CLAIMS_MAX_BYTES = 256 * 1024
 
 
 @dataclass
@@ -87,9 +98,15 @@ class Pipeline:
         self.lateness_days = lateness_days
         self.partitions = partitions  # of the input topics, and of the repartition topic
         self.unreadable = 0  # records of the worker's own it could not read
-        self.changelogs = {name: Changelog(name) for name in TABLES}
-        self.context = StoreContext(tables.accounts, tables.aggregates, tables.watermarks,
-                                    self.changelogs, self._on_unreadable)
+        # One set of changelogs per agent: each logs only the state its own batch changed,
+        # never what a batch of the other agent changed while that one still awaits its outputs.
+        self.join_changelogs = {name: Changelog(name) for name in TABLES}
+        self.aggregate_changelogs = {name: Changelog(name) for name in TABLES}
+        self.join_context = StoreContext(tables.accounts, tables.aggregates, tables.watermarks,
+                                         self.join_changelogs, self._on_unreadable)
+        self.aggregate_context = StoreContext(tables.accounts, tables.aggregates,
+                                              tables.watermarks, self.aggregate_changelogs,
+                                              self._on_unreadable)
         self.joins: dict[int, _JoinPartition] = {}
         self.aggregates: dict[int, tuple[AggregateStage, TableAggregateStore]] = {}
         self.set_rules(rules)
@@ -199,16 +216,85 @@ class Pipeline:
         out.alerts.extend(stage.observe(store.watermark))
         return out
 
+    def claims_messages(self, alerts: list[Alert], max_bytes: int = CLAIMS_MAX_BYTES
+                        ) -> list[ClaimsMessage]:
+        """The money per deal of aggregate findings (`claims_of`), one message per account
+        (split if large), keyed by its account_id and sent to the partition murmur2 gives it:
+        the account's partition, whose join stage keeps the deal's ledger."""
+        by_account: dict[str, list[Claim]] = {}
+        for claim in claims_of(alerts):
+            by_account.setdefault(claim.account_id, []).append(claim)
+        return [ClaimsMessage(account, expected_partition(account.encode(), self.partitions),
+                              value)
+                for account, claims in by_account.items()
+                for value in encode_claims(account, claims, max_bytes)]
+
+    def on_claims(self, topic: str, partition: int, offset: int, key: bytes | None,
+                  value: bytes | None) -> Outputs:
+        """One message of the claims topic (written by a worker, maybe of another version):
+        each claim recorded in its deal's ledger by the join stage of the account's partition,
+        which counts what it adds to the totals (nothing for a claim already applied: the
+        ledger keeps the largest amount per class). Not an event: it moves no watermark and is
+        not counted in the events."""
+        out = Outputs()
+        source = f"{topic}/{partition}/{offset}"
+        text = (value or b"").decode("utf-8", "replace")
+        try:
+            account, claims = decode_claims(value)
+        except UnreadableRecord as exc:
+            self.unreadable += 1
+            letter = DeadLetter("unreadable_record", f"claims message: {exc}", source, text)
+            self.counters.dead_letter(letter, event=False)
+            out.deadletters.append(letter)
+            return out
+        # The worker sends claims to the account's partition; anywhere else they would go to
+        # a join stage that does not keep the account.
+        problem = self._misplaced_claims(account, key, partition)
+        if problem is not None:
+            reason, detail = problem
+            letter = DeadLetter(reason, f"claims message: {detail}", source, text)
+            self.counters.dead_letter(letter, event=False)
+            out.deadletters.append(letter)
+            return out
+        stage = self._join(partition).stage
+        for claim in claims:
+            stage.claim(claim)
+        return out
+
+    def _misplaced_claims(self, account: str, key: bytes | None,
+                          partition: int) -> tuple[str, str] | None:
+        if key != account.encode():
+            return "key_mismatch", f"key {key!r} is not the claims' account_id {account!r}"
+        expected = expected_partition(key, self.partitions)
+        if expected != partition:
+            return "wrong_partition", (f"account {account!r} belongs on partition {expected} "
+                                       f"of {self.partitions} (murmur2), not {partition}")
+        return None
+
     def state_records(self) -> list[ChangelogRecord]:
         """The state changed since the last call, once per key: to be logged after the
         outputs of the events that changed it are delivered (or a redelivered event would find
         itself in the state, be taken for a duplicate, and its outputs be lost), and before
         their offsets are committed."""
+        return self.join_state_records() + self.aggregate_state_records()
+
+    def join_state_records(self) -> list[ChangelogRecord]:
+        """`state_records` of the join stages alone (events and claims), for the input agent's
+        batch."""
         for join in self.joins.values():
             join.store.view.flush()
+        return [r for changelog in self.join_changelogs.values() for r in changelog.drain()]
+
+    def aggregate_state_records(self) -> list[ChangelogRecord]:
+        """`state_records` of the aggregate stages alone, for the facts agent's batch."""
         for _, store in self.aggregates.values():
             store.view.flush()
-        return [r for changelog in self.changelogs.values() for r in changelog.drain()]
+        return [r for changelog in self.aggregate_changelogs.values()
+                for r in changelog.drain()]
+
+    def retention_values(self) -> list[RetentionValue]:
+        return [v for stage, _ in list(self.aggregates.values())
+                for v in stage.retention_values()]
 
     def live_values(self) -> list[LiveValue]:
         return [v for stage, _ in list(self.aggregates.values()) for v in stage.live_values()]
@@ -225,7 +311,7 @@ class Pipeline:
     def _join(self, partition: int) -> _JoinPartition:
         join = self.joins.get(partition)
         if join is None:
-            store = TableAccountStore(self.context, partition)
+            store = TableAccountStore(self.join_context, partition)
             stage = JoinStage(self.rules, store, self.counters, self.lateness_days)
             join = self.joins[partition] = _JoinPartition(stage, store)
         return join
@@ -233,7 +319,7 @@ class Pipeline:
     def _aggregate(self, partition: int) -> tuple[AggregateStage, TableAggregateStore]:
         found = self.aggregates.get(partition)
         if found is None:
-            store = TableAggregateStore(self.context, partition, self.partitions)
+            store = TableAggregateStore(self.aggregate_context, partition, self.partitions)
             stage = AggregateStage(self.rules, store, self.counters, self.lateness_days)
             found = self.aggregates[partition] = (stage, store)
         return found

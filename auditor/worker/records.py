@@ -1,18 +1,20 @@
-"""The worker's own records on the broker -- aggregate facts, state and watermarks -- in a
-versioned wire form.
+"""The worker's own records on the broker -- aggregate facts, money claims, state and
+watermarks -- in a versioned wire form.
 
 Each carries `"v": FORMAT`. A record this worker cannot read (another version, or damaged) is
 never a crash loop on every restart: reading it raises `UnreadableRecord`, and the caller's
-policy decides (a facts message becomes an `unreadable_record` dead letter; a state record is
-reported and its key starts afresh).
+policy decides (a facts or claims message becomes an `unreadable_record` dead letter; a state
+record is reported and its key starts afresh).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NamedTuple
 
 from auditor.engine.facts import AggregateFact
+from auditor.engine.join_stage import Claim
 
 FORMAT = 1
 
@@ -60,6 +62,64 @@ def decode_facts(value: bytes | None) -> FactsRecord:
         raise
     except (ValueError, TypeError, KeyError) as exc:
         raise UnreadableRecord(f"not a facts record: {type(exc).__name__}: {exc}") from exc
+
+
+class ClaimsMessage(NamedTuple):
+    """One message of the claims topic: aggregate findings' money on deals of one account, to
+    its ledger, on the account's partition (murmur2 of the key, as the input topics)."""
+
+    key: str  # the account_id
+    partition: int
+    value: bytes
+
+
+_CLAIM_FIELDS = ("deal_id", "money_class", "amount", "plan_id", "team", "time")
+
+
+def encode_claims(account_id: str, claims: list[Claim], max_bytes: int) -> list[bytes]:
+    """The claims of one account as one or more messages, each at most `max_bytes`."""
+    value = json.dumps({"v": FORMAT, "account_id": account_id,
+                        "claims": [{f: getattr(c, f) for f in _CLAIM_FIELDS} for c in claims]},
+                       separators=(",", ":")).encode()
+    if len(value) <= max_bytes or len(claims) <= 1:
+        return [value]
+    half = len(claims) // 2
+    return (encode_claims(account_id, claims[:half], max_bytes)
+            + encode_claims(account_id, claims[half:], max_bytes))
+
+
+def decode_claims(value: bytes | None) -> tuple[str, list[Claim]]:
+    """(account_id, its claims); every field is checked, so a damaged record is not applied."""
+    try:
+        data = json.loads(value or b"")
+        _check_format(data)
+        account_id = _text(data["account_id"])
+        claims = []
+        for raw in data["claims"]:
+            deal_id, money_class, plan_id, team = (
+                _text(raw[f]) for f in ("deal_id", "money_class", "plan_id", "team"))
+            amount = _number(raw["amount"])
+            if amount < 0:
+                raise ValueError(f"amount {amount!r} < 0")
+            claims.append(Claim(account_id, deal_id, money_class, amount, plan_id, team,
+                                _number(raw["time"])))
+        return account_id, claims
+    except UnreadableRecord:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UnreadableRecord(f"not a claims record: {type(exc).__name__}: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _number(value: Any) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
 
 
 def state_value(partition: int, state: dict[str, Any]) -> dict[str, Any]:

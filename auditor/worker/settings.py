@@ -222,6 +222,12 @@ class WorkerSettings(BaseModel):
         return f"{self.group_id}-aggregate-facts"
 
     @property
+    def claims_topic(self) -> str:
+        """The internal topic that takes aggregate findings' money per deal back to the deals'
+        accounts (keyed by account_id, on the account's partition), for their ledgers."""
+        return f"{self.group_id}-money-claims"
+
+    @property
     def state_dir(self) -> Path:
         return self.data_dir or Path("var") / f"worker-{self.web_port}"
 

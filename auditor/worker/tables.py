@@ -190,8 +190,10 @@ class StoreContext(NamedTuple):
 class TableAccountStore(MemoryAccountStore):
     """Its watermark is the smallest of the newest event times of each input topic seen:
     the worker reads its two topics at their own pace, and the faster one must not expire state
-    that the slower one's events still need. (An input topic that has not delivered anything
-    yet does not hold it back.)"""
+    that the slower one's events still need. An input topic that has not delivered anything to
+    this partition yet holds it at 0 (nothing expires, nothing settles): reading all of one
+    topic before the other must not drop what the other's events will join with.
+    """
 
     def __init__(self, context: StoreContext, partition: int,
                  inputs: tuple[str, ...] = ("deal_closed", "account_churned")) -> None:
@@ -214,7 +216,7 @@ class TableAccountStore(MemoryAccountStore):
 
     @property
     def watermark(self) -> float:
-        return min((w.value for w in self._inputs.values() if w.value), default=0.0)
+        return min(w.value for w in self._inputs.values())
 
     @watermark.setter
     def watermark(self, value: float) -> None:

@@ -1,7 +1,7 @@
 """Create the worker's topics before faust starts, waiting for the broker as long as it takes.
 
-faust declares its own changelog topics; the input, output and repartition topics are created
-here so their partition count is the one configured, not a broker's auto-create default.
+faust declares its own changelog topics; the input, output, repartition and claims topics are
+created here so their partition count is the one configured, not a broker's auto-create default.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ MAX_BACKOFF_SECONDS = 30.0
 
 def worker_topics(settings: WorkerSettings) -> list[str]:
     t = settings.topics
-    return [t.deals, t.churns, t.alerts, t.deadletter, settings.facts_topic]
+    return [t.deals, t.churns, t.alerts, t.deadletter, settings.facts_topic,
+            settings.claims_topic]
 
 
 def ensure_topics(settings: WorkerSettings, names: Iterable[str] | None = None,
@@ -54,9 +55,11 @@ def _check_partitions(admin: KafkaAdminClient, settings: WorkerSettings,
                       existing: list[str]) -> None:
     """The join needs an account's deals and churns on the same partition number, and the
     worker checks each event's partition against its key (murmur2 over `partitions`): the
-    input and repartition topics must all have the configured count."""
+    input and repartition topics, and the claims topic that joins the inputs' partitions, must
+    all have the configured count."""
     t = settings.topics
-    keyed = [n for n in existing if n in (t.deals, t.churns, settings.facts_topic)]
+    keyed = [n for n in existing
+             if n in (t.deals, t.churns, settings.facts_topic, settings.claims_topic)]
     if not keyed:
         return
     wrong = {}

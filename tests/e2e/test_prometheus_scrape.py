@@ -56,7 +56,8 @@ BAD_LINES = (b"{not json", b"[1]")
 RANGE_FUNCTIONS = re.compile(r"\b(rate|irate|increase|delta|idelta|deriv)\s*\(")
 METRIC_NAMES = re.compile(r"\bauditor_[a-z_]+")
 
-FINANCE_ALERTS = {"CompAuditorCriticalRetentionFinding", "CompAuditorAggregateThresholdBreached"}
+FINANCE_ALERTS = {"CompAuditorCriticalRetentionFinding", "CompAuditorAggregateThresholdBreached",
+                  "CompAuditorCommissionRetentionBelowTarget"}
 # Fires on any finished replay: see test_the_finance_alerts_of_this_stream_fire.
 NO_EVENTS = "CompAuditorNoEvents"
 
@@ -284,6 +285,15 @@ def test_the_finance_alerts_of_this_stream_fire(prometheus, exporter):
             for labels in by_name["CompAuditorCriticalRetentionFinding"]} == critical
     assert {(labels["rule"], labels["group_by"], labels["group"])
             for labels in by_name["CompAuditorAggregateThresholdBreached"]} == breached
+    # One retention alert per settled quarter of a plan or team below its target.
+    targets = {s.labels["group_by"]: s.value
+               for s in exporter.series("auditor_commission_retention_target")}
+    below = {(s.labels["group_by"], s.labels["group"], s.labels["period"])
+             for s in exporter.series("auditor_commission_retention_ratio")
+             if s.labels["status"] == "settled" and s.value < targets[s.labels["group_by"]]}
+    assert below, f"{SIM_ARGS}: no settled quarter below the retention target"
+    assert {(labels["group_by"], labels["group"], labels["period"])
+            for labels in by_name["CompAuditorCommissionRetentionBelowTarget"]} == below
     for name in FINANCE_ALERTS:
         assert all(labels["audience"] == "finance" for labels in by_name[name]), name
 

@@ -394,3 +394,55 @@ def replay_alerts_args(events: Path, out: Path, *args: str) -> list[dict[str, An
 
 
 DAY_SECONDS = 86400.0
+
+
+def claims_topic(stack: Stack) -> str:
+    """The worker's money claims topic (named after its group): aggregate findings' money per
+    deal, back to the deals' accounts."""
+    return f"{stack.group}-money-claims"
+
+
+Series = tuple[str, str, str]  # (class, plan_id, team)
+
+
+def flagged_from_alerts(alerts: list[dict[str, Any]], aggregates: bool = True
+                        ) -> dict[Series, float]:
+    """Commission flagged by money class, recomputed from alerts as the ledger counts it: per
+    (account, deal, class) the largest amount any finding gives the deal (evidence.money of a
+    per-deal alert, evidence.money_by_deal of an aggregate one), summed by (class, plan, team).
+    `aggregates=False`: the per-deal findings alone."""
+    largest: dict[tuple[str, str, str], tuple[float, str, str]] = {}
+
+    def flag(account: str, deal: str, money_class: str, amount: float, plan: str,
+             team: str) -> None:
+        key = (account, deal, money_class)
+        if key not in largest or amount > largest[key][0]:
+            largest[key] = (amount, plan, team)
+
+    for alert in alerts:
+        evidence = alert.get("evidence") or {}
+        if alert["deal_id"] is not None:
+            for money_class, amount in (evidence.get("money") or {}).items():
+                flag(alert["account_id"], alert["deal_id"], money_class, amount,
+                     alert["plan_id"], alert["team"])
+        elif aggregates:
+            for d in evidence.get("money_by_deal") or ():
+                flag(d["account_id"], d["deal_id"], d["class"], d["amount"], d["plan_id"],
+                     d["team"])
+    totals: dict[Series, float] = {}
+    for (_, _, money_class), (amount, plan, team) in largest.items():
+        series = (money_class, plan, team)
+        totals[series] = totals.get(series, 0.0) + amount
+    return {k: round(v, 2) for k, v in totals.items()}
+
+
+def flagged_metric(worker: Worker) -> dict[Series, float]:
+    """`auditor_commission_flagged_total` of a worker by (class, plan_id, team), the series at
+    0 left out."""
+    out: dict[Series, float] = {}
+    for (name, labels), value in worker.metrics().items():
+        if name == "auditor_commission_flagged_total" and value:
+            got = dict(labels)
+            series = (got["class"], got["plan_id"], got["team"])
+            out[series] = round(out.get(series, 0.0) + value, 2)
+    return out

@@ -47,8 +47,11 @@ def every_rule(rules):
     for alert in result.alerts:
         assert alert.rule not in by_rule, f"{alert.rule} fired twice"
         by_rule[alert.rule] = alert
+    # Every rule but commission retention, whose findings need a year of churn (its own test
+    # in test_engine_edges.py checks their shape).
     assert set(by_rule) == {r.meta.id for r in (*rules.deal_rules, *rules.join_rules,
-                                                   *rules.aggregate_rules)}
+                                                   *rules.aggregate_rules)
+                            if getattr(r, "measure", None) != "commission_retention"}
     return deal, churn, resold, by_rule
 
 
@@ -182,7 +185,9 @@ def test_aggregate_at_risk_is_rounded_to_cents(rules):
              for i in range(4)]
     churns = [churn_dict(account_id="q0", days=1.0), churn_dict(account_id="q1", days=1.0)]
     [alert] = run(rules, [*deals, *churns]).of("rep-early-churn-rate")
-    assert alert.at_risk == 66.67
+    # Each churned deal's 33.333... in cents, then added: at_risk is what evidence.money and
+    # money_by_deal add up to.
+    assert alert.at_risk == 66.66
 
 
 def test_alerts_are_counted_by_rule_severity_and_team(rules):

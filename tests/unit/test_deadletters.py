@@ -313,7 +313,7 @@ def _check_bounded(letter: DeadLetter, max_bytes: int) -> dict:
     assert letter.original.startswith(written["original"])
     assert letter.source.startswith(written["source"])
     if written["original"] == letter.original and not letter.truncated and \
-            written["detail"] == letter.detail:
+            written["detail"] == letter.detail and written["source"] == letter.source:
         assert set(written) == {"reason", "detail", "source", "original"}
         expected = json.dumps({"reason": letter.reason, "detail": letter.detail,
                                "source": letter.source, "original": letter.original},

@@ -115,3 +115,27 @@ def test_the_last_representable_quarter_is_audited(rules):
     assert result.deadletters == []
     [alert] = [a for a in result.of("new-logo-payout-share") if a.group == "team-end"]
     assert (alert.period, alert.event_time) == ("9999-Q4", "10000-01-01T00:00:00Z")
+
+
+def test_commission_retention_is_a_ratio_finding_with_its_figures(rules):
+    """Five deals of one plan in 2026-Q1, 1,000 each; two accounts fully churn within 12 months
+    (one exactly 12 months after its close), one 12 months and a second after: retained 3,000 of
+    5,000 = 0.6, below the 0.8 target."""
+    events = [deal_dict(account_id=f"k{n}", plan_id="plan-k", team="team-k", days=0.0,
+                        commission={"amount": 1000.0}) for n in range(5)]
+    events += [churn_dict(account_id="k0", days=100.0),
+               churn_dict(account_id="k1", churned_at="2027-01-05T00:00:00Z"),
+               churn_dict(account_id="k2", churned_at="2027-01-05T00:00:01Z")]
+    result = run(rules, events)
+    [plan] = result.of("commission-retention-plan")
+    assert (plan.group_by, plan.group, plan.period) == ("plan_id", "plan-k", "2026-Q1")
+    assert plan.value == 0.6 and plan.threshold == 0.8
+    assert (plan.money_class, plan.at_risk, plan.deal_id) == (None, 0.0, None)
+    assert plan.event_time == "2026-04-01T00:00:00Z"
+    assert plan.evidence["commission_paid"] == 5000.0
+    assert plan.evidence["commission_retained"] == 3000.0
+    assert [a.group for a in result.of("commission-retention-team")] == ["team-k"]
+    [figure] = [v for v in result.counters.retained.values() if v.group == "plan-k"]
+    assert (figure.share, figure.paid, figure.retained) == (0.6, 5000.0, 3000.0)
+    # The input ends on 2027-01-05: 2026-Q1 settles 12 months + 30 days after 2026-04-01.
+    assert figure.status == "live"

@@ -119,7 +119,7 @@ def test_severities_of_each_rule(rules: RulePack) -> None:
     assert declared["rep-early-churn-rate"].severities == ("critical",)
     # Only the aggregates by plan or by rep count findings without a team.
     assert {d.rule for d in declared.values() if not d.by_team} == {
-        "renewal-rate-gap", "rep-early-churn-rate"}
+        "renewal-rate-gap", "rep-early-churn-rate", "commission-retention-plan"}
 
 
 def test_rules_in_force_are_at_zero_before_any_finding(rules: RulePack) -> None:
@@ -128,6 +128,7 @@ def test_rules_in_force_are_at_zero_before_any_finding(rules: RulePack) -> None:
     assert _samples(registry, ALERTS) == {
         ("renewal-rate-gap", "warning", ""): 0.0,
         ("rep-early-churn-rate", "critical", ""): 0.0,
+        ("commission-retention-plan", "warning", ""): 0.0,
     }
     # Each class a rule can put money in (rep-early-churn-rate: by the deal's clawback).
     assert _samples(registry, AT_RISK) == {

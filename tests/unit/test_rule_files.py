@@ -83,13 +83,15 @@ def _assert_one_error(directory: Path, name: str, line: int, *words: str) -> Non
 # --- valid packs ------------------------------------------------------------------------------
 
 
-def test_default_pack_loads_all_seven_rules(rules):
+def test_default_pack_loads_all_nine_rules(rules):
     ids = {r.meta.id for r in (*rules.deal_rules, *rules.join_rules, *rules.aggregate_rules)}
     assert ids == {"tcv-paid-upfront", "early-churn-unrecovered", "discount-then-churn",
                    "churn-and-resell", "renewal-rate-gap", "new-logo-payout-share",
-                   "rep-early-churn-rate"}
-    assert rules.rule_count == 7
-    assert rules.longest_window_days() == 365
+                   "rep-early-churn-rate", "commission-retention-plan",
+                   "commission-retention-team"}
+    assert rules.rule_count == 9
+    # Commission retention's 12 months, at most 31 days each, is the longest window.
+    assert rules.longest_window_days() == 12 * 31
 
 
 @pytest.mark.parametrize("text", [JOIN_RULE, DEAL_RULE, AGGREGATE_RULE])
@@ -310,7 +312,7 @@ def test_the_default_rule_files_are_rule_files(tmp_path):
     for path in default_rules_dir().glob("*.yaml"):
         (tmp_path / path.name).write_text(path.read_text())
     pack = load_rule_pack(tmp_path)
-    assert pack.rule_count == 7
+    assert pack.rule_count == 9
     assert pack.currency.rates["EUR"] == 1.08
 
 

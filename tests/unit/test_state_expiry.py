@@ -1,4 +1,5 @@
-"""State is kept by event time for the longest window (365 days) plus the allowed lateness
+"""State is kept by event time for the longest window of the rules (372 days for the default
+pack: commission retention's 12 months, counted as 31 days each) plus the allowed lateness
 (30 days) behind the watermark, then dropped; late events are counted `late` and still processed
 against the state that remains."""
 
@@ -8,9 +9,9 @@ from unit_helpers import churn_dict, deal_dict, raw, run
 from auditor.engine.engine import AuditEngine
 from auditor.events.decode import EventDecoder
 from auditor.metrics.counters import RunCounters
-from auditor.rules.loader import load_rule_pack
+from auditor.rules.loader import default_rules_dir, load_rule_pack
 
-HORIZON_DAYS = 365 + 30
+HORIZON_DAYS = load_rule_pack(default_rules_dir()).longest_window_days() + 30
 YEARS = 3
 STEP = 3.0  # a new account every STEP days
 
@@ -74,8 +75,10 @@ def test_old_accounts_are_dropped(streamed):
 
 def test_aggregate_state_stays_bounded(streamed):
     _, _, _, aggregate_sizes = streamed
-    groups = 3 + 7 + 1  # teams, reps and the plan: one key per group and quarter
-    # The 395-day horizon spans at most 6 quarters; expiry runs when a period settles, so allow
+    # One key per group and quarter: teams (payout share, retention), reps, and the plan
+    # (renewal gap, retention).
+    groups = 3 + 3 + 7 + 1 + 1
+    # The 402-day horizon spans at most 6 quarters; expiry runs when a period settles, so allow
     # one more quarter of lag.
     assert max(aggregate_sizes) <= groups * 7
     # Without expiry, 12 quarters of groups would pile up.
