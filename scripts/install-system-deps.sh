@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the tests need: promtool and prometheus (package `prometheus`), alertmanager
-# and amtool (`prometheus-alertmanager`), PostgreSQL's server binaries (`postgresql`: the tests
+# Debian packages the tests need: promtool and prometheus (package `prometheus`), Alertmanager
+# (`prometheus-alertmanager`, the binary of that name) and amtool, PostgreSQL's server binaries (`postgresql`: the tests
 # run initdb and pg_ctl on a throwaway cluster), the openssl command (throwaway certificates for
 # the mTLS tests), and chromium (opens the HTML report headless in its browser test).
 # The tests start every server themselves; a service a package starts is stopped.
 set -euo pipefail
 missing=()
 command -v promtool >/dev/null && command -v prometheus >/dev/null || missing+=(prometheus)
-command -v alertmanager >/dev/null && command -v amtool >/dev/null \
+command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
   || missing+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v openssl >/dev/null || missing+=(openssl)
@@ -28,7 +28,7 @@ if command -v systemctl >/dev/null; then
   done
 fi
 command -v promtool >/dev/null
-command -v alertmanager >/dev/null
+command -v prometheus-alertmanager >/dev/null
 command -v amtool >/dev/null
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null
 command -v openssl >/dev/null
