@@ -6,9 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from auditor.cli.sink_cmd import register_load
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("findings", help="findings (alerts) for finance: export as CSV")
+    p = sub.add_parser("findings", help="findings (alerts) for finance: export as CSV, "
+                                    "load into PostgreSQL")
     findings_sub = p.add_subparsers(dest="findings_command", required=True, metavar="ACTION")
     export = findings_sub.add_parser(
         "export", help="write an alerts file as CSV, one column per field, evidence as JSON last")
@@ -16,6 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export.add_argument("--out", metavar="FILE", default="-",
                         help="CSV file to write (default: standard output)")
     export.set_defaults(run=run_export)
+    register_load(findings_sub)
 
 
 def run_export(args: argparse.Namespace) -> int:

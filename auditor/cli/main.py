@@ -16,6 +16,7 @@ from auditor.cli import (
     report_cmd,
     rules_cmd,
     simulate_cmd,
+    sink_cmd,
     worker_cmd,
 )
 
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"comp-auditor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (replay_cmd, simulate_cmd, rules_cmd, plans_cmd, backtest_cmd, worker_cmd,
-                   produce_cmd, report_cmd, findings_cmd):
+                   produce_cmd, report_cmd, findings_cmd, sink_cmd):
         module.register(sub)
     return parser
 

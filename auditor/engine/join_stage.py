@@ -115,7 +115,8 @@ class JoinStage:
         aggregate findings it settled have claimed their money in the deals' ledgers, so a
         jump in event time cannot drop a ledger entry before its last claim."""
         store = self.store
-        store.expire(store.watermark - self.horizon - self.lateness)
+        span = self.horizon + self.lateness
+        store.expire(store.watermark - span, store.ledger_watermark - span)
 
     def audit(self, event: Event) -> Joined:
         """`process`, `report` and `expire`: the whole of an event's work when this stage is

@@ -81,8 +81,9 @@ class AccountState:
         else:
             self.fired = {*fired, key}
 
-    def prune(self, cutoff: float) -> bool:
-        """Forget events older than `cutoff`; True when nothing is left."""
+    def prune(self, cutoff: float, ledger_cutoff: float | None = None) -> bool:
+        """Forget events older than `cutoff` and ledger entries of deals older than
+        `ledger_cutoff` (default `cutoff`) less LEDGER_MARGIN; True when nothing is left."""
         deals = self.deals
         if deals:
             old = [d for d, deal in deals.items() if deal.time < cutoff]
@@ -104,8 +105,9 @@ class AccountState:
                 self.churns = kept
         flagged = self.flagged
         if flagged:
-            ledger_cutoff = cutoff - LEDGER_MARGIN
-            for deal_id in [d for d, f in flagged.items() if f.time < ledger_cutoff]:
+            oldest = (cutoff if ledger_cutoff is None else min(cutoff, ledger_cutoff)
+                      ) - LEDGER_MARGIN
+            for deal_id in [d for d, f in flagged.items() if f.time < oldest]:
                 del flagged[deal_id]
         return not self.deals and not self.churns and not flagged
 

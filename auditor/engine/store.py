@@ -15,12 +15,18 @@ from auditor.engine.state import AccountState, AggregateState
 class AccountStore(Protocol):
     watermark: float
 
+    @property
+    def ledger_watermark(self) -> float:
+        """How far every stage that can claim money on these accounts' deals has got."""
+        ...
+
     def get(self, account_id: str) -> AccountState | None: ...
 
     def put(self, account_id: str, state: AccountState, event_time: float) -> None: ...
 
-    def expire(self, cutoff: float) -> None:
-        """Forget every event older than `cutoff`, and accounts left empty."""
+    def expire(self, cutoff: float, ledger_cutoff: float | None = None) -> None:
+        """Forget every event older than `cutoff`, ledger entries of deals older than
+        `ledger_cutoff` (default `cutoff`) less the ledger's margin, and accounts left empty."""
         ...
 
     def __len__(self) -> int: ...
@@ -62,6 +68,11 @@ class MemoryAccountStore:
     def get(self, account_id: str) -> AccountState | None:
         return self._accounts.get(account_id)
 
+    @property
+    def ledger_watermark(self) -> float:
+        # In one process the aggregate stage sees the same watermark.
+        return self.watermark
+
     def put(self, account_id: str, state: AccountState, event_time: float) -> None:
         self._accounts[account_id] = state
         self._bucket(account_id, event_time)
@@ -75,7 +86,7 @@ class MemoryAccountStore:
         else:
             bucket.add(account_id)
 
-    def expire(self, cutoff: float) -> None:
+    def expire(self, cutoff: float, ledger_cutoff: float | None = None) -> None:
         last_day = int(cutoff // DAY) - 1  # days wholly before the cutoff
         if last_day <= self._expired_through:
             return
@@ -84,7 +95,7 @@ class MemoryAccountStore:
                 state = self._accounts.get(account_id)
                 if state is None:
                     continue
-                if state.prune(cutoff):
+                if state.prune(cutoff, ledger_cutoff):
                     del self._accounts[account_id]
                 else:  # written back, so a table-backed mapping records the pruned state
                     self._accounts[account_id] = state

@@ -209,13 +209,13 @@ class AuditorWorker:
 
         @app.on_partitions_revoked.connect
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            await self.batches.rebalance(revoked)
+            await self.batches.rebalance()
             log.info("partitions revoked: %s",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)) or "none")
 
         @app.on_partitions_assigned.connect
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            await self.batches.rebalance(assigned)
+            await self.batches.rebalance()
             log.info("partitions assigned: %s; recovering tables",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned
                                       if not tp.topic.endswith("-changelog"))) or "none")

@@ -88,12 +88,13 @@ class Batches:
             await self._log_state(self.pipeline.aggregate_state_records())  # 3
             self._done(messages)  # 4
 
-    async def rebalance(self, revoked: Iterable[Any]) -> None:
+    async def rebalance(self) -> None:
         """Partitions move: after the batch in hand, log what is changed and drop the stages
-        (rebuilt from the recovered tables on their next message)."""
+        (rebuilt from the recovered tables on their next message). The commit gate keeps its
+        marks: they only say which offsets' work was delivered, which stays true (and a stop
+        revokes the partitions before its final commit, which needs them)."""
         async with self.events_lock, self.facts_lock:
             await self._log_state(self.pipeline.forget())
-            self.gate.forget(revoked)
 
     def _facts(self, messages: list[FactsMessage]) -> list[Outgoing]:
         return [Outgoing("facts", None, self.topics.facts,

@@ -26,11 +26,6 @@ class CommitGate:
         if offset + 1 > self._done.get(tp, -1):
             self._done[tp] = offset + 1
 
-    def forget(self, tps: Iterable[Any]) -> None:
-        """At a rebalance: a partition that comes back starts from its committed offset."""
-        for tp in tps:
-            self._done.pop(tp, None)
-
     def limit(self, tp: Any) -> int | None:
         """The highest offset that may be committed for `tp` (-1: none), or None: not gated."""
         if tp.topic not in self.topics:

@@ -34,11 +34,13 @@ from auditor.worker.partitioning import expected_partition
 from auditor.worker.records import (
     ClaimsMessage,
     FactsMessage,
+    LedgerBeat,
     UnreadableRecord,
     decode_claims,
     decode_facts,
     encode_claims,
     encode_facts,
+    encode_ledger_beat,
 )
 from auditor.worker.tables import (
     Changelog,
@@ -108,6 +110,7 @@ class Pipeline:
                                               tables.watermarks, self.aggregate_changelogs,
                                               self._on_unreadable)
         self.joins: dict[int, _JoinPartition] = {}
+        self._ledger_beat_days: dict[int, int] = {}  # aggregate partition -> day last told
         self.aggregates: dict[int, tuple[AggregateStage, TableAggregateStore]] = {}
         self.set_rules(rules)
 
@@ -224,10 +227,20 @@ class Pipeline:
         by_account: dict[str, list[Claim]] = {}
         for claim in claims_of(alerts):
             by_account.setdefault(claim.account_id, []).append(claim)
-        return [ClaimsMessage(account, expected_partition(account.encode(), self.partitions),
-                              value)
-                for account, claims in by_account.items()
-                for value in encode_claims(account, claims, max_bytes)]
+        messages = [ClaimsMessage(account, expected_partition(account.encode(), self.partitions),
+                                  value)
+                    for account, claims in by_account.items()
+                    for value in encode_claims(account, claims, max_bytes)]
+        # Then, when an aggregate stage's watermark reached a new day, a LedgerBeat to every
+        # join stage: after the claims, so a ledger entry is never dropped ahead of its claim.
+        for source, (_, store) in self.aggregates.items():
+            watermark = store.watermark
+            day = int(watermark // DAY)
+            if watermark and day != self._ledger_beat_days.get(source):
+                self._ledger_beat_days[source] = day
+                beat = encode_ledger_beat(source, watermark)
+                messages += [ClaimsMessage("", p, beat) for p in range(self.partitions)]
+        return messages
 
     def on_claims(self, topic: str, partition: int, offset: int, key: bytes | None,
                   value: bytes | None) -> Outputs:
@@ -240,13 +253,17 @@ class Pipeline:
         source = f"{topic}/{partition}/{offset}"
         text = (value or b"").decode("utf-8", "replace")
         try:
-            account, claims = decode_claims(value)
+            decoded = decode_claims(value)
         except UnreadableRecord as exc:
             self.unreadable += 1
             letter = DeadLetter("unreadable_record", f"claims message: {exc}", source, text)
             self.counters.dead_letter(letter, event=False)
             out.deadletters.append(letter)
             return out
+        if isinstance(decoded, LedgerBeat):
+            self._join(partition).store.observe_ledger(decoded.source, decoded.watermark)
+            return out
+        account, claims = decoded
         # The worker sends claims to the account's partition; anywhere else they would go to
         # a join stage that does not keep the account.
         problem = self._misplaced_claims(account, key, partition)
@@ -311,7 +328,7 @@ class Pipeline:
     def _join(self, partition: int) -> _JoinPartition:
         join = self.joins.get(partition)
         if join is None:
-            store = TableAccountStore(self.join_context, partition)
+            store = TableAccountStore(self.join_context, partition, self.partitions)
             stage = JoinStage(self.rules, store, self.counters, self.lateness_days)
             join = self.joins[partition] = _JoinPartition(stage, store)
         return join

@@ -68,7 +68,7 @@ class ClaimsMessage(NamedTuple):
     """One message of the claims topic: aggregate findings' money on deals of one account, to
     its ledger, on the account's partition (murmur2 of the key, as the input topics)."""
 
-    key: str  # the account_id
+    key: str  # the account_id ("" for a LedgerBeat, sent to every partition)
     partition: int
     value: bytes
 
@@ -88,11 +88,31 @@ def encode_claims(account_id: str, claims: list[Claim], max_bytes: int) -> list[
             + encode_claims(account_id, claims[half:], max_bytes))
 
 
-def decode_claims(value: bytes | None) -> tuple[str, list[Claim]]:
-    """(account_id, its claims); every field is checked, so a damaged record is not applied."""
+class LedgerBeat(NamedTuple):
+    """A claims-topic message without claims: how far an aggregate stage has got. A join stage
+    keeps its deals' ledger entries until every aggregate stage is past them, since until then
+    a finding may still claim money on them."""
+
+    source: int  # the repartition-topic partition of the aggregate stage
+    watermark: float
+
+
+def encode_ledger_beat(source: int, watermark: float) -> bytes:
+    return json.dumps({"v": FORMAT, "source": source, "watermark": watermark},
+                      separators=(",", ":")).encode()
+
+
+def decode_claims(value: bytes | None) -> tuple[str, list[Claim]] | LedgerBeat:
+    """(account_id, its claims), or a LedgerBeat; every field is checked, so a damaged record
+    is not applied."""
     try:
         data = json.loads(value or b"")
         _check_format(data)
+        if "account_id" not in data:
+            source = data["source"]
+            if type(source) is not int:
+                raise TypeError(f"source {source!r} is not an integer")
+            return LedgerBeat(source, _number(data["watermark"]))
         account_id = _text(data["account_id"])
         claims = []
         for raw in data["claims"]:

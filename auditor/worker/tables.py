@@ -195,7 +195,7 @@ class TableAccountStore(MemoryAccountStore):
     topic before the other must not drop what the other's events will join with.
     """
 
-    def __init__(self, context: StoreContext, partition: int,
+    def __init__(self, context: StoreContext, partition: int, aggregate_sources: int = 0,
                  inputs: tuple[str, ...] = ("deal_closed", "account_churned")) -> None:
         self._inputs = {
             name: PersistedWatermark(context.watermarks, context.changelogs["watermarks"],
@@ -203,6 +203,12 @@ class TableAccountStore(MemoryAccountStore):
                                      context.on_unreadable)
             for name in inputs
         }
+        # How far each aggregate stage has got (LedgerBeat): ledger entries wait for all.
+        self._aggregates = [
+            PersistedWatermark(context.watermarks, context.changelogs["watermarks"], partition,
+                               f"ledger/{partition}/from/{source}", context.on_unreadable)
+            for source in range(aggregate_sources)
+        ]
         self.view: PartitionView[AccountState] = PartitionView(
             context.accounts, context.changelogs["accounts"], partition, AccountState.from_dict,
             context.on_unreadable)
@@ -213,6 +219,21 @@ class TableAccountStore(MemoryAccountStore):
         newest = self._inputs[input_name]
         if event_time > newest.value:
             newest.set(event_time)
+
+    def observe_ledger(self, source: int, watermark: float) -> None:
+        if 0 <= source < len(self._aggregates):
+            known = self._aggregates[source]
+            if watermark > known.value:
+                known.set(watermark)
+
+    @property
+    def ledger_watermark(self) -> float:
+        """The smallest over the aggregate stages: a deal's ledger entry is kept until every
+        one is past it (a claim can come from any of them, and late: they settle periods by
+        the slowest input partition, which this one may be far ahead of)."""
+        if not self._aggregates:
+            return self.watermark
+        return min(w.value for w in self._aggregates)
 
     @property
     def watermark(self) -> float:

@@ -50,18 +50,18 @@ def _final_watermark(events, partitions):
     return min(newest.values())
 
 
-def _settled(alert, watermark, settle_days):
-    """Whether `alert`'s period (its event_time is the period's exclusive end) is settled."""
+def _settled(alert, watermark, rules):
+    """Whether `alert`'s period (its event_time is the period's exclusive end) is settled: past
+    the rule's settle time (days, or months for commission retention) + lateness."""
     end = datetime.fromisoformat(alert["event_time"].replace("Z", "+00:00")).timestamp()
-    days = settle_days[alert["rule"]] + LATENESS_DAYS + MARGIN_DAYS
-    return end + days * DAY_SECONDS <= watermark
+    settles = rules[alert["rule"]].settles_after(end)
+    return settles + (LATENESS_DAYS + MARGIN_DAYS) * DAY_SECONDS <= watermark
 
 
 def test_two_workers_settled_aggregates_equal_replay(stack, tmp_path):
     events_file = simulate(tmp_path / "events.jsonl", accounts=300, months=18, seed=3)
     events = [json.loads(line) for line in events_file.read_text().splitlines()]
-    settle_days = {r.meta.id: r.settle_days
-                   for r in load_rule_pack(default_rules_dir()).aggregate_rules}
+    rules = {r.meta.id: r for r in load_rule_pack(default_rules_dir()).aggregate_rules}
     lateness = ["--allowed-lateness-days", str(LATENESS_DAYS)]
     replayed = _aggregates(replay_alerts_args(events_file, tmp_path / "replay.jsonl", *lateness))
 
@@ -79,7 +79,7 @@ def test_two_workers_settled_aggregates_equal_replay(stack, tmp_path):
 
     watermark = _final_watermark(events, partitions)
     expected = {a: alert for a, alert in replayed.items()
-                if _settled(alert, watermark, settle_days)}
+                if _settled(alert, watermark, rules)}
     periods = {(alert["rule"], alert["period"]) for alert in expected.values()}
     assert len(expected) >= 10 and len({p for _, p in periods}) >= 3, periods
 
@@ -95,7 +95,7 @@ def test_two_workers_settled_aggregates_equal_replay(stack, tmp_path):
         assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
 
     got = {a: alert for a, alert in _aggregates(stack.alerts()).items()
-           if _settled(alert, watermark, settle_days)}
+           if _settled(alert, watermark, rules)}
     problems = []
     for alert_id in sorted(expected.keys() - got.keys()):
         alert = expected[alert_id]
