@@ -8,11 +8,19 @@ Run from anywhere (paths are relative to this file):
 Needs grafanalib (the package's optional "deploy" extra). Commit the script and the JSON
 together: Grafana provisioning reads the JSON, tests/deploy checks the two agree.
 
-Every query is PromQL over the metrics the auditor exports. The only Grafana syntax inside
-expressions is the dashboard's variables, `$team`, `$plan`, `$rule` and `$class` (always as
-`label=~"$name"`, "All" being `.*`), and `$__range` (the length of the dashboard's time range);
-panels_text.py and tests/deploy expand them the way Grafana does, so the same strings run
-against Prometheus's HTTP API in tests.
+Every metric query is PromQL over the metrics the auditor exports. The only Grafana syntax
+inside expressions is the dashboard's variables, `$team`, `$plan`, `$rule` and `$class` (always
+as `label=~"$name"`, "All" being `.*`), and `$__range` (the length of the dashboard's time
+range); panels_text.py and tests/deploy expand them the way Grafana does, so the same strings
+run against Prometheus's HTTP API in tests.
+
+One panel is SQL: the findings table ("Findings behind the money"), on the PostgreSQL findings
+store (table `findings`, written by the auditor's findings sink) through the data source of uid
+`findings` (provisioning/datasources/findings.yml). Its only Grafana syntax is
+`${name:regex}` for the same variables and `quarter` (matched as `column ~ '^(...)$'`, "All"
+being `.*`), and the `$__timeFilter(first_seen)` macro; tests/e2e/test_dashboard_sql.py expands
+them as Grafana does and runs the query against PostgreSQL. Every money panel has a data link
+to that table, carrying the labels of the value clicked as the variables.
 
 Money is shown as totals, not as increase() over a short window. The counters restart at 0 when
 a worker restarts, and a replay of history (a backfill) lands all of its findings at one
@@ -25,12 +33,15 @@ reached in the time range, then summed over the workers. A finished
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from grafanalib.core import (
     REFRESH_ON_TIME_RANGE_CHANGE,
+    SORT_ALPHA_DESC,
     BarChart,
     Dashboard,
     GridPos,
@@ -54,6 +65,13 @@ TITLE = "Commission vs retention"
 # A data-source variable rather than a fixed uid, so the dashboard also works in a Grafana
 # whose Prometheus data source was provisioned under another name (e.g. on Kubernetes).
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+# The PostgreSQL findings store, by the fixed uid of provisioning/datasources/findings.yml.
+FINDINGS_DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "findings"}
+# The findings table's panel id, fixed: the money panels' data links open it (viewPanel).
+FINDINGS_PANEL_ID = 100
+FINDINGS_TITLE = "Findings behind the money, largest amount first"
+# Rows the findings table shows at most (the largest amounts: the query sorts before the limit).
+FINDINGS_LIMIT = 1000
 
 # Live-aggregate thresholds of the default rule pack (rules/). They are only drawn here; the
 # worker decides breaches itself (auditor_aggregate_breached). Keep in step with the rule files.
@@ -158,6 +176,192 @@ def ref_override(ref_id: str, properties: list[dict[str, object]]) -> dict[str, 
     return {"matcher": {"id": "byFrameRefID", "options": ref_id}, "properties": properties}
 
 
+# --- drill-down: the findings table and the data links to it -------------------------------
+
+# The variables a data link to the findings table sets, in the order of its URL.
+DRILL_DOWN_VARIABLES = ("team", "plan", "rule", "class", "quarter")
+# The dashboard's URL path (Grafana's slug of the title follows the uid).
+DASHBOARD_PATH = f"/d/{UID}/commission-vs-retention"
+
+
+def label_of_value(label: str) -> str:
+    """In a data link: the label `label` of the series the value clicked belongs to."""
+    return f"${{__field.labels.{label}}}"
+
+
+def column_of_row(column: str) -> str:
+    """In a data link: the value of column `column` in the table row clicked."""
+    return f"${{__data.fields.{column}}}"
+
+
+def drill_down(sources: dict[str, str] | None = None,
+               extra: dict[str, object] | None = None) -> dict[str, object]:
+    """extraJson giving every value of a panel a data link to the findings table, filtered as
+    the value clicked is.
+
+    `sources` says what a variable is set to: a label of the value clicked
+    (`label_of_value`), a column of the row clicked (`column_of_row`) or a fixed value. The
+    variables not given keep the dashboard's selection: `${name:queryparam}` is
+    `var-name=a&var-name=b`, or `var-name=All`. The time range goes along, so the table lists
+    the findings recorded in the same range. `extra` is merged in (other fieldConfig).
+    """
+    sources = sources or {}
+    unknown = set(sources) - set(DRILL_DOWN_VARIABLES)
+    if unknown:
+        raise ValueError(f"not a variable of the findings table: {sorted(unknown)}")
+    params = [f"viewPanel={FINDINGS_PANEL_ID}", "${__url_time_range}"]
+    for name in DRILL_DOWN_VARIABLES:
+        params.append(f"var-{name}={sources[name]}" if name in sources
+                      else f"${{{name}:queryparam}}")
+    link = {
+        "title": "Findings behind this figure",
+        "url": f"{DASHBOARD_PATH}?" + "&".join(params),
+        "targetBlank": False,
+    }
+    merged: dict[str, Any] = copy.deepcopy(extra or {})
+    merged.setdefault("fieldConfig", {}).setdefault("defaults", {})["links"] = [link]
+    return merged
+
+
+# A finding's team and plan as the metrics count them (the alert contract's `metric_team`):
+# the deal's, else the group of a by-team (by-plan) aggregate.
+FINDING_TEAM = "coalesce(team, CASE WHEN group_by = 'team' THEN \"group\" END)"
+FINDING_PLAN = "coalesce(plan_id, CASE WHEN group_by = 'plan_id' THEN \"group\" END)"
+
+
+def matches(column: str, variable: str) -> str:
+    """SQL: `column` is one of the values selected in `variable`, as Prometheus's
+    `label=~"$variable"` is: the whole value matches, "All" (`.*`) also matches none.
+
+    Grafana's regex format escapes regex characters but not `'`: the values are team, plan,
+    rule and class ids and quarters, none of which has one."""
+    return f"coalesce({column}, '') ~ '^(${{{variable}:regex}})$'"
+
+
+def findings_sql() -> str:
+    """The findings table's query (PostgreSQL; schema: the sink's migrations)."""
+    return f"""SELECT
+  at_risk AS "at risk",
+  money_class AS "money class",
+  unrecovered,
+  recoverable,
+  exposure,
+  overpaid,
+  currency,
+  rule,
+  severity,
+  {FINDING_TEAM} AS team,
+  {FINDING_PLAN} AS plan,
+  quarter,
+  event_time AS "event time",
+  rep_id AS rep,
+  account_id AS account,
+  deal_id AS deal,
+  summary,
+  evidence::text AS evidence,
+  runbook,
+  first_seen AS "first seen",
+  alert_id AS "alert id"
+FROM findings
+WHERE $__timeFilter(first_seen)
+  AND {matches(FINDING_TEAM, "team")}
+  AND {matches(FINDING_PLAN, "plan")}
+  AND {matches("rule", "rule")}
+  AND EXISTS (
+    SELECT 1
+    FROM unnest(ARRAY[
+      coalesce(money_class, ''),
+      CASE WHEN unrecovered > 0 THEN 'unrecovered' END,
+      CASE WHEN recoverable > 0 THEN 'recoverable' END,
+      CASE WHEN exposure > 0 THEN 'exposure' END,
+      CASE WHEN overpaid > 0 THEN 'overpaid' END
+    ]) AS flagged(class)
+    WHERE {matches("flagged.class", "class")}
+  )
+  AND {matches("quarter", "quarter")}
+ORDER BY at_risk DESC NULLS LAST, event_time DESC NULLS LAST, alert_id
+LIMIT {FINDINGS_LIMIT}"""
+
+
+# The quarter variable's values: the quarters of the findings stored, newest first.
+QUARTERS_SQL = (
+    "SELECT DISTINCT quarter FROM findings WHERE quarter IS NOT NULL ORDER BY quarter DESC"
+)
+
+
+def sql_target(ref_id: str, sql: str) -> dict[str, object]:
+    """A raw-SQL query on the findings store, as Grafana's PostgreSQL editor saves it."""
+    return {
+        "datasource": FINDINGS_DATASOURCE,
+        "editorMode": "code",
+        "format": "table",
+        "rawQuery": True,
+        "rawSql": sql,
+        "refId": ref_id,
+    }
+
+
+def by_name(name: str, properties: list[dict[str, object]]) -> dict[str, object]:
+    return {"matcher": {"id": "byName", "options": name}, "properties": properties}
+
+
+def drill_down_panels(y: int) -> list[object]:
+    money_columns = ("at risk", "unrecovered", "recoverable", "exposure", "overpaid")
+    return [
+        row("Findings behind the money", y),
+        Table(
+            id=FINDINGS_PANEL_ID,
+            title=FINDINGS_TITLE,
+            description=(
+                "Each finding from the findings store (PostgreSQL), the largest amount at risk "
+                "first: its money class and the amount in each class, rule, team, plan, the "
+                "deal, account and rep it is about, the sentence finance reads and its "
+                "evidence (JSON). Team and plan are the deal's, or the group of a by-team or "
+                "by-plan aggregate, as on the metric panels. Filtered by the variables at the "
+                "top: Team, Plan, Rule, Money class (a finding is in a class when it is its "
+                "class or it puts money in it), and Quarter, the quarter the finding is about "
+                "(an aggregate's period, else the UTC quarter of its event time). The time "
+                "range selects when the auditor first recorded the finding, as the metric "
+                "panels count findings when the workers make them: a replay of last year's "
+                f"events shows in the range it ran in. At most {FINDINGS_LIMIT} rows. Every "
+                "money panel above links here (click a value: 'Findings behind this "
+                "figure'), with its team, plan, rule and class as the filters."
+            ),
+            dataSource=FINDINGS_DATASOURCE,
+            targets=[sql_target("A", findings_sql())],
+            unit="",
+            filterable=True,
+            sortBy=[TableSortByField(displayName="at risk", desc=True)],
+            overrides=[
+                *(
+                    by_name(column, [{"id": "unit", "value": MONEY},
+                                     {"id": "decimals", "value": 2}])
+                    for column in money_columns
+                ),
+                by_name("money class", [
+                    {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                    {"id": "mappings", "value": [{
+                        "type": "value",
+                        "options": {
+                            name: {"color": colour, "index": i}
+                            for i, (name, colour) in enumerate(CLASS_COLOURS.items())
+                        },
+                    }]},
+                ]),
+                by_name("summary", [{"id": "custom.width", "value": 420},
+                                    {"id": "custom.inspect", "value": True}]),
+                by_name("evidence", [
+                    {"id": "custom.cellOptions", "value": {"type": "json-view"}},
+                    {"id": "custom.width", "value": 320},
+                    {"id": "custom.inspect", "value": True},
+                ]),
+                by_name("runbook", [{"id": "custom.inspect", "value": True}]),
+            ],
+            gridPos=pos(0, y + 1, 24, 14),
+        ),
+    ]
+
+
 def money_panels(y: int) -> list[object]:
     paid = total("auditor_commission_paid_total", f"{TEAM},{PLAN}", "currency")
     flagged = total("auditor_commission_flagged_total", f"{CLASS},{TEAM},{PLAN}", "class, currency")
@@ -179,6 +383,7 @@ def money_panels(y: int) -> list[object]:
             color={"mode": "fixed", "fixedColor": "text"},
             textMode="value",
             noValue="No data",
+            extraJson=drill_down(),
             gridPos=pos(0, y + 1, 6, 6),
         ),
         Stat(
@@ -202,6 +407,7 @@ def money_panels(y: int) -> list[object]:
             textMode="value_and_name",
             noValue="No data",
             overrides=colour_by_name(CLASS_COLOURS),
+            extraJson=drill_down({"class": label_of_value("class")}),
             gridPos=pos(6, y + 1, 10, 6),
         ),
         Stat(
@@ -228,6 +434,7 @@ def money_panels(y: int) -> list[object]:
             textMode="value_and_name",
             noValue="No data",
             overrides=colour_by_name(CLASS_COLOURS),
+            extraJson=drill_down({"class": label_of_value("class")}),
             gridPos=pos(16, y + 1, 8, 6),
         ),
         BarChart(
@@ -260,7 +467,12 @@ def money_panels(y: int) -> list[object]:
             legendDisplayMode="list",
             thresholdSteps=[{"color": "transparent", "value": None}],
             overrides=colour_by_name(CLASS_COLOURS),
-            extraJson={"fieldConfig": {"defaults": {"unit": MONEY, "decimals": 0}}},
+            # After groupingToMatrix, field 0 holds the team of the row ("team\\class") and
+            # each other field is a class, named so.
+            extraJson=drill_down(
+                {"team": "${__data.fields[0]}", "class": "${__field.name}"},
+                extra={"fieldConfig": {"defaults": {"unit": MONEY, "decimals": 0}}},
+            ),
             gridPos=pos(0, y + 7, 12, 9),
         ),
         Table(
@@ -304,6 +516,7 @@ def money_panels(y: int) -> list[object]:
                     "properties": [{"id": "decimals", "value": 2}],
                 }
             ],
+            extraJson=drill_down({name: column_of_row(name) for name in ("rule", "class", "team")}),
             gridPos=pos(12, y + 7, 12, 9),
         ),
     ]
@@ -337,6 +550,7 @@ def findings_panels(y: int) -> list[object]:
                 {"color": "red", "value": AT_RISK_PER_DAY_LIMIT},
             ],
             thresholdsStyleMode="dashed",
+            extraJson=drill_down({name: label_of_value(name) for name in ("class", "team")}),
             gridPos=pos(0, y + 1, 9, 8),
         ),
         TimeSeries(
@@ -399,6 +613,7 @@ def findings_panels(y: int) -> list[object]:
             overrides=[
                 ref_override("B", [{"id": "unit", "value": MONEY}, {"id": "decimals", "value": 2}])
             ],
+            extraJson=drill_down({"rule": "rep-early-churn-rate"}),
             gridPos=pos(18, y + 1, 6, 8),
         ),
     ]
@@ -741,14 +956,16 @@ def build() -> Dashboard:
                     type="datasource",
                 ),
                 *(label_variable(name, label, query) for name, label, query in VARIABLES),
+                quarter_variable(),
             ]
         ),
         panels=[
             *money_panels(0),
-            *retention_panels(16),
-            *findings_panels(26),
-            *alignment_panels(35),
-            *pipeline_panels(44),
+            *drill_down_panels(16),
+            *retention_panels(31),
+            *findings_panels(41),
+            *alignment_panels(50),
+            *pipeline_panels(59),
         ],
     ).auto_panel_ids()
 
@@ -764,6 +981,24 @@ def label_variable(name: str, label: str, query: str) -> Template:
         multi=True,
         allValue=".*",
         refresh=REFRESH_ON_TIME_RANGE_CHANGE,
+    )
+    variable._current = {"selected": True, "text": ["All"], "value": ["$__all"]}
+    return variable
+
+
+def quarter_variable() -> Template:
+    """The quarters of the findings stored, newest first: filters the findings table only (the
+    metrics have no quarter). Multi-value, "All" (`.*`) by default, like the others."""
+    variable = Template(
+        name="quarter",
+        label="Quarter",
+        query=QUARTERS_SQL,
+        dataSource=FINDINGS_DATASOURCE,
+        includeAll=True,
+        multi=True,
+        allValue=".*",
+        refresh=REFRESH_ON_TIME_RANGE_CHANGE,
+        sort=SORT_ALPHA_DESC,
     )
     variable._current = {"selected": True, "text": ["All"], "value": ["$__all"]}
     return variable

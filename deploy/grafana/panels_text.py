@@ -3,12 +3,13 @@
     python deploy/grafana/panels_text.py --prometheus http://localhost:9090
     python deploy/grafana/panels_text.py --team na-midmarket --class unrecovered --range 30d
 
-Runs every panel query of deploy/grafana/dashboards/commission-vs-retention.json against a
-Prometheus and prints each panel's current values, amounts with their currency and shares as
-percentages: a quick look without a Grafana, and what the README's rendering of the dashboard
-was made with. The dashboard's variables are expanded as Grafana does: `--team`, `--plan`,
-`--rule` and `--class` (each may be repeated; "All" when not given) and `$__range`, the time
-range the totals are taken over (`--range`, default 7d, the dashboard's default range).
+Runs every PromQL panel query of deploy/grafana/dashboards/commission-vs-retention.json
+against a Prometheus and prints each panel's current values, amounts with their currency and
+shares as percentages: a quick look without a Grafana, and what the README's rendering of the
+dashboard was made with (the findings table, SQL on the findings store, is only named). The
+dashboard's variables are expanded as Grafana does: `--team`, `--plan`, `--rule` and `--class`
+(each may be repeated; "All" when not given) and `$__range`, the time range the totals are
+taken over (`--range`, default 7d, the dashboard's default range).
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def render(prometheus: str, dashboard: dict[str, Any],
             continue
         out.append(f"{panel['title']}:")
         for target in panel.get("targets", []):
+            if "expr" not in target:  # the findings table: SQL on the findings store
+                out.append("    (a table of the PostgreSQL findings store: not shown here)")
+                continue
             unit = unit_of(panel, target.get("refId", ""))
             rows = []
             for series in query(prometheus, expand(target["expr"], values, time_range)):

@@ -48,6 +48,15 @@ RETENTION_PER_TEAM = "Commission retention per team, by quarter closed"
 # The one money panel that is a window rather than a total: the view of the
 # CompAuditorCommissionAtRiskGrowing alert (increase over 1d).
 MONEY_WINDOW_PANELS = {LAST_24H}
+# The one SQL panel, on the PostgreSQL findings store (test_deploy_grafana_drilldown.py and
+# tests/e2e/test_dashboard_sql.py test it); every other panel is PromQL on Prometheus.
+FINDINGS_TABLE = "Findings behind the money, largest amount first"
+# The variable of that panel only (the metrics have no quarter label).
+SQL_ONLY_VARIABLES = {"quarter"}
+
+
+def prometheus_panels() -> list[dict[str, Any]]:
+    return [p for p in iter_panels(load_dashboard()) if p["title"] != FINDINGS_TABLE]
 
 EXPECTED_TITLES = {
     PAID,
@@ -67,6 +76,7 @@ EXPECTED_TITLES = {
     "Dead letters by reason",
     "Rules loaded / reload success",
     "Processing latency p99",
+    FINDINGS_TABLE,
 }
 
 
@@ -105,7 +115,8 @@ def test_expected_panels_exist() -> None:
 
 def test_every_panel_queries_contract_metrics_only() -> None:
     expand = panels_text().expand
-    for panel in iter_panels(load_dashboard()):
+    for panel in prometheus_panels():
+        assert panel["datasource"]["type"] == "prometheus", panel["title"]
         exprs = [t.get("expr", "") for t in panel.get("targets", [])]
         assert any(metric_names(e) for e in exprs), f"{panel['title']}: no query on a metric"
         for expr in exprs:
@@ -127,7 +138,7 @@ def _templating() -> dict[str, dict[str, Any]]:
 
 def test_variables_for_team_plan_rule_and_class() -> None:
     variables = _templating()
-    assert set(variables) == {"datasource"} | DASHBOARD_VARIABLES
+    assert set(variables) == {"datasource"} | DASHBOARD_VARIABLES | SQL_ONLY_VARIABLES
     for name, label in VARIABLE_LABELS.items():
         variable = variables[name]
         assert variable["type"] == "query", name
@@ -180,7 +191,7 @@ def test_money_is_shown_in_the_reporting_currency() -> None:
     module = _dashboard_module()
     unit_of = panels_text().unit_of
     checked = 0
-    for panel in iter_panels(load_dashboard()):
+    for panel in prometheus_panels():
         for target in panel["targets"]:
             expr = target["expr"]
             if not metric_names(expr) & MONEY_COUNTERS:
@@ -199,7 +210,7 @@ def test_money_totals_survive_restarts_and_backfills() -> None:
     # A replay of history lands all its findings at one instant, and a restarted worker's
     # counters start at 0: totals are the largest value of each worker's counter over the
     # dashboard's range, never increase() over a short window (but for the alert's own view).
-    for panel in iter_panels(load_dashboard()):
+    for panel in prometheus_panels():
         money = [t["expr"] for t in panel["targets"] if metric_names(t["expr"]) & MONEY_COUNTERS]
         if not money:
             continue
@@ -297,7 +308,7 @@ def test_panel_queries_helper() -> None:
     raw = raw_panel_queries()
     expected = [
         (panel["title"], target["expr"])
-        for panel in iter_panels(load_dashboard())
+        for panel in prometheus_panels()
         for target in panel["targets"]
     ]
     assert raw == expected
@@ -307,7 +318,7 @@ def test_panel_queries_helper() -> None:
     assert all(isinstance(t, str) and isinstance(e, str) and e for t, e in queries)
     assert not any("$" in e for _, e in queries)
     titles = {title for title, _ in queries}
-    assert titles >= EXPECTED_TITLES
+    assert titles >= EXPECTED_TITLES - {FINDINGS_TABLE}
 
 
 def test_only_the_consumer_lag_panel_is_worker_only() -> None:
@@ -333,6 +344,7 @@ def test_aggregate_panels_draw_their_thresholds() -> None:
 
 
 def test_datasource_provisioning() -> None:
+    # The PostgreSQL findings data source, beside it: test_deploy_grafana_drilldown.py.
     data = load_yaml(GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml")
     assert data["apiVersion"] == 1
     (source,) = data["datasources"]
