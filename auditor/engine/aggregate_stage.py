@@ -137,7 +137,8 @@ class AggregateStage:
         values = []
         for _, state in self.store.items():
             rule = self.rules.get(state.rule)
-            if rule is None or rule.group_by not in LIVE_GROUP_BY or state.period != current:
+            if (rule is None or rule.group_by not in LIVE_GROUP_BY or state.period != current
+                    or rule.measure == retention.MEASURE):  # its own gauge, settled or live
                 continue
             value = measure(rule, state)
             if value is not None:
@@ -168,6 +169,7 @@ class AggregateStage:
     def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
                   alerts: list[Alert]) -> None:
         value = measure(rule, state)
+        settled = True
         if rule.measure == retention.MEASURE:  # the KPI is reported, crossing or not
             settled = self.store.watermark >= self._settles_at(rule, state)
             self.sink.retention(retention.retention_value(rule, state, value, settled))
@@ -177,6 +179,8 @@ class AggregateStage:
         if value is not None and rule.crosses(value):
             state.fired = True
             evidence, at_risk = explain(rule, state)
+            if rule.measure == retention.MEASURE:  # live: replay's end came before its window
+                evidence["status"] = "settled" if settled else "live"
             alert = aggregate_alert(rule, state, value, evidence, at_risk, self.currency)
             self.sink.alert(alert)
             alerts.append(alert)

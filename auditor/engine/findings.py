@@ -176,6 +176,9 @@ def aggregate_alert(rule: AggregateRule, state: AggregateState, value: float,
         paid = f"; {money(at_risk):,.2f} {currency} paid upfront on them ({parts})."
     else:
         paid = f"; {money(at_risk):,.2f} {currency} paid upfront on them." if at_risk else "."
+    if evidence.get("status") == "live":
+        paid = paid[:-1] + (f" (a live estimate: {rule.churn_within_months} months have not "
+                            f"passed yet).")
     summary = (
         f"{rule.group_by} {state.group} in {state.period}: {what} was {value:.2f}, "
         f"{comparison} the threshold {rule.threshold:g}" + paid

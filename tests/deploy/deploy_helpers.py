@@ -19,6 +19,8 @@ DEPLOY = REPO / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 GRAFANA_DIR = DEPLOY / "grafana"
 KUBERNETES_DIR = DEPLOY / "kubernetes"
+ALERTMANAGER_DIR = DEPLOY / "alertmanager"
+KUBERNETES_ALERTMANAGER_DIR = KUBERNETES_DIR / "alertmanager"
 README = DEPLOY / "README.md"
 
 # The metric contract (DESIGN.md, "Metrics"): the only names alerts and panels may use.
@@ -119,6 +121,11 @@ PROMTOOL_MISSING = (
     "(apt-get install prometheus); it ships promtool and needs no running server"
 )
 
+AMTOOL_MISSING = (
+    "amtool not found on PATH: install Debian's prometheus-alertmanager package "
+    "(apt-get install prometheus-alertmanager); it ships amtool and needs no running server"
+)
+
 
 # --- files -------------------------------------------------------------------------------------
 
@@ -165,6 +172,25 @@ def assert_promtool_ok(*args: str, cwd: Path = PROMETHEUS_DIR) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
     return output
+
+
+# --- amtool ------------------------------------------------------------------------------------
+
+
+def amtool(*args: str, cwd: Path = ALERTMANAGER_DIR) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("amtool")
+    if exe is None:
+        pytest.fail(AMTOOL_MISSING, pytrace=False)
+    return subprocess.run(
+        [exe, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def assert_amtool_ok(*args: str, cwd: Path = ALERTMANAGER_DIR) -> str:
+    result = amtool(*args, cwd=cwd)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"amtool {' '.join(args)} failed:\n{output}"
+    return result.stdout
 
 
 # --- PromQL ------------------------------------------------------------------------------------

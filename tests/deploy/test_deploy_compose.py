@@ -18,7 +18,8 @@ from deploy_helpers import (
     load_yaml_all,
 )
 
-SERVICES = {"kafka", "worker-1", "worker-2", "producer", "prometheus", "grafana"}
+SERVICES = {"kafka", "worker-1", "worker-2", "producer", "prometheus", "grafana",
+            "alertmanager", "webhook-receiver", "postgres", "findings-sink"}
 WORKERS = ("worker-1", "worker-2")
 
 

@@ -29,6 +29,7 @@ EXPECTED_KINDS = {
     "rules-configmap.yaml": ["ConfigMap"],
     "poddisruptionbudget.yaml": ["PodDisruptionBudget"],
     "kustomization.yaml": ["Kustomization"],
+    "findings-sink.yaml": ["Deployment"],
 }
 
 
