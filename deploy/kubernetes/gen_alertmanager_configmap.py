@@ -16,12 +16,11 @@ Needs only PyYAML, a dependency of the package itself.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
+import manifest_file  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parent / "alertmanager"
@@ -37,72 +36,17 @@ HEADER = """\
 """
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, indented lists, and multi-line strings (the files) as literal blocks."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def template_files(source: Path = SOURCE) -> list[Path]:
     return sorted((source / "templates").glob("*.tmpl"))
 
 
-def build(source: Path = SOURCE) -> dict[str, Any]:
+def render(source: Path = SOURCE) -> str:
     data = {CONFIG_KEY: (source / CONFIG_KEY).read_text(encoding="utf-8")}
     for path in template_files(source):
         data[path.name] = path.read_text(encoding="utf-8")
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": NAME,
-            "labels": {
-                "app.kubernetes.io/name": "comp-auditor",
-                "app.kubernetes.io/component": "alertmanager",
-                "app.kubernetes.io/part-of": "comp-auditor",
-            },
-        },
-        "data": data,
-    }
-
-
-def render(source: Path = SOURCE) -> str:
-    body = yaml.dump(
-        build(source), Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True
-    )
-    return HEADER + "---\n" + body
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--check", action="store_true", help="fail if the committed file differs, write nothing"
-    )
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(
-                f"{OUTPUT.name} is stale: run "
-                "python deploy/kubernetes/gen_alertmanager_configmap.py",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote alertmanager/{OUTPUT.name}")
-    return 0
+    return manifest_file.render(HEADER, manifest_file.configmap(NAME, data, "alertmanager"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(manifest_file.main(__doc__.splitlines()[0], OUTPUT, render,
+                                "deploy/kubernetes/gen_alertmanager_configmap.py"))

@@ -12,12 +12,14 @@ Needs only PyYAML, a dependency of the package itself.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
+import manifest_file  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parent / "prometheus" / "alerts.yml"
@@ -33,64 +35,20 @@ HEADER = """\
 """
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, indented lists, and multi-line strings (PromQL) as literal blocks."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def build(alerts: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {
-            "name": "comp-auditor",
-            "labels": {
-                "app.kubernetes.io/name": "comp-auditor",
-                "app.kubernetes.io/part-of": "comp-auditor",
-            },
-        },
+        "metadata": {"name": "comp-auditor", "labels": dict(manifest_file.LABELS)},
         "spec": {"groups": alerts["groups"]},
     }
 
 
 def render() -> str:
     alerts = yaml.safe_load(SOURCE.read_text(encoding="utf-8"))
-    body = yaml.dump(
-        build(alerts), Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True
-    )
-    return HEADER + "---\n" + body
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--check", action="store_true", help="fail if the committed file differs, write nothing"
-    )
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(
-                f"{OUTPUT.name} is stale: run python deploy/kubernetes/gen_prometheusrule.py",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.name}")
-    return 0
+    return manifest_file.render(HEADER, build(alerts))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(manifest_file.main(__doc__.splitlines()[0], OUTPUT, render,
+                                "deploy/kubernetes/gen_prometheusrule.py"))

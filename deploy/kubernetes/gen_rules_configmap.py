@@ -14,12 +14,11 @@ files in place (within about a minute) and the workers reload their rules withou
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded by path
+import manifest_file  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RULES = HERE.parent.parent / "rules"
@@ -32,69 +31,17 @@ HEADER = """\
 """
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style, indented lists, and file contents as literal blocks."""
-
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
-        super().increase_indent(flow, False)
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def rule_files(rules_dir: Path = RULES) -> list[Path]:
     if not rules_dir.is_dir():
         return []
     return sorted(p for p in rules_dir.iterdir() if p.is_file() and p.suffix in {".yaml", ".yml"})
 
 
-def build(rules_dir: Path = RULES) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": NAME,
-            "labels": {
-                "app.kubernetes.io/name": "comp-auditor",
-                "app.kubernetes.io/part-of": "comp-auditor",
-            },
-        },
-        "data": {p.name: p.read_text(encoding="utf-8") for p in rule_files(rules_dir)},
-    }
-
-
 def render(rules_dir: Path = RULES) -> str:
-    body = yaml.dump(
-        build(rules_dir), Dumper=_Dumper, sort_keys=False, width=1_000_000, allow_unicode=True
-    )
-    return HEADER + "---\n" + body
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--check", action="store_true", help="fail if the committed file differs, write nothing"
-    )
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(
-                f"{OUTPUT.name} is stale: run python deploy/kubernetes/gen_rules_configmap.py",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.name}")
-    return 0
+    data = {p.name: p.read_text(encoding="utf-8") for p in rule_files(rules_dir)}
+    return manifest_file.render(HEADER, manifest_file.configmap(NAME, data))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(manifest_file.main(__doc__.splitlines()[0], OUTPUT, render,
+                                "deploy/kubernetes/gen_rules_configmap.py"))
