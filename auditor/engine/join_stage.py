@@ -146,10 +146,9 @@ class JoinStage:
             state = AccountState()
         entry = state.flag(claim.deal_id, claim.plan_id, claim.team, claim.time)
         added = entry.flag(claim.money_class, claim.amount)
-        account_id = claim.account_id
-        self.store.put(account_id, state, entry.time)
-        if not added:
+        if not added:  # a redelivered claim, or less than a finding already gave the deal
             return None
+        self.store.put(claim.account_id, state, entry.time)
         flag = (claim.money_class, entry.plan_id, entry.team, entry.time, added)
         self.sink.commission_flagged(*flag)
         return flag
