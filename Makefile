@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench golden-alerts system-deps clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: $(BIN)/.installed system-deps
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/replay_throughput.py
+
+# Rewrites tests/golden/*.json (the default pack's alerts on fixed streams, as digests) from the
+# current tree, printing what changed: only when a change of alerts is intended.
+golden-alerts: $(BIN)/.installed
+	VENV=$(VENV) scripts/golden-alerts
 
 clean:
 	rm -rf out var .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""Runs rule tests: fixture events through the real decoder and engine, alerts compared."""
+"""Runs rule tests: fixture events through the shells' intake (the real decoder and engine, as
+replay and the worker run them), alerts compared."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from auditor.errors import RuleError, RuleErrors
 from auditor.events.deadletter import DeadLetter
 from auditor.events.decode import EventDecoder
 from auditor.events.models import format_time
+from auditor.intake import Intake
+from auditor.metrics.counters import RunCounters
 from auditor.rules.compiled import RulePack
 from auditor.rules.hints import did_you_mean
 from auditor.rules.validation import model_keys, validate
@@ -154,16 +157,17 @@ def untested_rules(pack: RulePack, tests: list[tuple[str, int, RuleTest]]) -> li
 
 def run_test(pack: RulePack, test: RuleTest, file: str = "", line: int = 0) -> TestResult:
     result = TestResult(file, line, test.name)
-    decoder = EventDecoder(pack.currency)
-    engine = AuditEngine(pack, lateness_days=test.allowed_lateness_days)
+    counters = RunCounters()
+    engine = AuditEngine(pack, counters, lateness_days=test.allowed_lateness_days)
+    intake = Intake(EventDecoder(pack.currency), counters)
     alerts: list[Alert] = []
     for n, fixture in enumerate(test.events, 1):
         raw = json.dumps(_event(test, fixture, n)).encode()
-        event = decoder.decode(raw, f"event {n}")
-        if isinstance(event, DeadLetter):
-            result.error = f"event {n} is not a valid event ({event.reason}): {event.detail}"
+        taken = intake.take(raw, f"event {n}", engine.process)
+        if isinstance(taken, DeadLetter):
+            result.error = _fixture_error(n, taken)
             return result
-        alerts.extend(engine.process(event))
+        alerts.extend(taken)
     alerts.extend(engine.flush())
     scope = test.compared_rules()
     actual = [a for a in alerts if scope is None or a.rule in scope]
@@ -175,6 +179,12 @@ def run_test(pack: RulePack, test: RuleTest, file: str = "", line: int = 0) -> T
             actual.remove(match)
     result.unexpected = actual
     return result
+
+
+def _fixture_error(n: int, letter: DeadLetter) -> str:
+    if letter.reason == "internal_error":  # the engine failed on a valid event: a bug
+        return f"event {n}: the engine failed on it: {letter.detail}"
+    return f"event {n} is not a valid event ({letter.reason}): {letter.detail}"
 
 
 def _event(test: RuleTest, fixture: EventFixture, n: int) -> dict[str, Any]:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.tables.manager import TableManager
 from mode import CrashingSupervisor
+from mode.types.signals import BaseSignalT
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from auditor.metrics.collector import build_registry
@@ -39,6 +42,40 @@ log = logging.getLogger("auditor.worker")
 CRASH = CrashingSupervisor
 BATCH_EVENTS = 1000  # events per batch, at most
 BATCH_SECONDS = 0.1  # how long a batch waits to fill: the latency added when traffic is low
+
+# faust types `app.timer`'s and `app.task`'s decorators as bare `Callable`s (or not at all) and
+# mode types a signal's receivers narrower than faust sends to them; the helpers below give the
+# app's background jobs and receivers their real types, and register them as the decorators do.
+Job = Callable[[], Awaitable[None]]  # a timer's or a task's: an async def taking no argument
+# A signal's receiver: called with the sender, the signal's values (the partitions of a
+# rebalance, or none) and `signal=` as a keyword.
+Receiver = Callable[..., Awaitable[None]]
+
+
+def _timer(app: faust.App, interval: float) -> Callable[[Job], Job]:
+    """`@app.timer(interval)`, typed: `fun` run every `interval` seconds."""
+    # faust.App.timer returns a bare `Callable`; it is this decorator (faust/app/base.py).
+    return cast(Callable[[Job], Job], app.timer(interval))
+
+
+def _task(app: faust.App) -> Callable[[Job], Job]:
+    """`@app.task`, typed: `fun` started with the app."""
+
+    def register(fun: Job) -> Job:
+        task: Job = app.task(fun)  # faust.App.task is @no_type_check: its result is untyped
+        return task
+
+    return register
+
+
+def _receiver(signal: BaseSignalT[Any]) -> Callable[[Receiver], Receiver]:
+    """`@signal.connect`, typed: `fun` receives the signal (a strong reference, as there)."""
+
+    def connect(fun: Receiver) -> Receiver:
+        signal.connect(fun)
+        return fun
+
+    return connect
 
 
 class AuditorWorker:
@@ -180,7 +217,9 @@ class AuditorWorker:
             return False
         if not self.broker_health.within_grace():
             return False
-        return bool(self.app.tables.recovery.completed.is_set())
+        # AppT types `tables` as the abstract TableManagerT, which has no `recovery`; faust.App's
+        # is a TableManager.
+        return bool(cast(TableManager, self.app.tables).recovery.completed.is_set())
 
     def assigned(self) -> list[str]:
         """Assigned partitions of the input and repartition topics (no changelogs, no faust
@@ -200,27 +239,27 @@ class AuditorWorker:
         reloader = RuleReloader(directory, loaded,
                                 lambda errors: self.counters.rules_reloaded(None))
 
-        @self.app.timer(interval)
+        @_timer(self.app, interval)
         async def reload_rules() -> None:
             reloader.poll()
 
     def _define_signals(self) -> None:
         app = self.app
 
-        @app.on_partitions_revoked.connect
+        @_receiver(app.on_partitions_revoked)
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
             await self.batches.rebalance()
             log.info("partitions revoked: %s",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)) or "none")
 
-        @app.on_partitions_assigned.connect
+        @_receiver(app.on_partitions_assigned)
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             await self.batches.rebalance()
             log.info("partitions assigned: %s; recovering tables",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned
                                       if not tp.topic.endswith("-changelog"))) or "none")
 
-        @app.on_before_shutdown.connect
+        @_receiver(app.on_before_shutdown)
         async def commit_on_stop(sender: Any, **kwargs: Any) -> None:
             # A clean stop commits what was done since the last periodic commit, so a restart
             # does not redo it; the commit gate keeps an unfinished batch uncommitted.
@@ -230,12 +269,12 @@ class AuditorWorker:
             except Exception:  # a broker gone away: the restart redoes the work, no loss
                 log.exception("could not commit offsets before stopping")
 
-        @app.on_rebalance_complete.connect
+        @_receiver(app.on_rebalance_complete)
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
             log.info("tables recovered: %d accounts, %d aggregate periods",
                      len(self.tables.accounts), len(self.tables.aggregates))
 
-        @app.timer(60.0)
+        @_timer(app, 60.0)
         async def report() -> None:
             counts = self.counters.events_by_outcome()
             log.info("events %s; alerts %d; watermark %s", counts,
@@ -265,6 +304,6 @@ class AuditorWorker:
         """Every few seconds, ask the broker for the consumer lag; its answer (or none) is the
         worker's broker health. On the agents' event loop, never blocking it."""
 
-        @self.app.task
+        @_task(self.app)
         async def watch_broker() -> None:
             await self.lag.run()
