@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from auditor.cli import explain_cmd
 from auditor.cli.common import rules_dir
 from auditor.errors import RuleErrors
 from auditor.rules.loader import load_rule_pack
@@ -28,6 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     schema = rules_sub.add_parser(
         "schema", help="print the JSON Schema of rule files (for editor autocompletion)")
     schema.set_defaults(run=run_schema)
+    explain_cmd.register(rules_sub)
 
 
 def run_check(args: argparse.Namespace) -> int:

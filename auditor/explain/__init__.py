@@ -1,0 +1,5 @@
+"""`auditor rules explain`: why one rule did or did not fire for one deal, filter by filter.
+
+Built from the rule's spec (its YAML, as validated) and the filter compiler's own field lookup
+and operators, then checked against a replay of the same file; the engine's compiled closures
+are not touched."""

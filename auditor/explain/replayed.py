@@ -1,0 +1,84 @@
+"""What a replay of the file did about one deal and one rule: the engine itself, through
+`Replay`, with its alerts collected and, for an aggregate rule, the deal's period looked at as
+the aggregate stage evaluates it (value or not, crossed or not)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from auditor.engine.aggregate_stage import AggregateStage, measure
+from auditor.engine.alerts import Alert
+from auditor.engine.engine import DEFAULT_LATENESS_DAYS
+from auditor.engine.facts import member
+from auditor.engine.periods import DAY
+from auditor.engine.state import AggregateState
+from auditor.events.models import Deal
+from auditor.replay.runner import Replay
+from auditor.rules.compiled import AggregateRule, RulePack
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodSeen:
+    """An aggregate period as it was when the replay evaluated it."""
+
+    value: float | None  # None: not evaluated (too few deals, or nothing to divide by)
+    deals: int
+    counted: bool  # the deal is one of them
+    churned_count: int  # of them, counted as churned (churn measures)
+    churned: bool  # the deal is
+    churned_amount: float  # the commission of the churned ones
+    totals: dict[str, tuple[float, float, float]]  # deal_type -> (deals, commission, acv)
+
+
+@dataclass
+class Replayed:
+    alerts: list[Alert] = field(default_factory=list)  # of the rule, about the deal or period
+    period: PeriodSeen | None = None  # aggregate rules: None when never evaluated
+
+
+class _Watched(AggregateStage):
+    """The replay's aggregate stage, remembering one period as it is evaluated."""
+
+    def __init__(self, rules: RulePack, base: AggregateStage, key: str, deal_key: str) -> None:
+        super().__init__(rules, base.store, base.sink, base.lateness / DAY,
+                         evaluate_on_settle=base.evaluate_on_settle)
+        self.key = key
+        self.deal_key = deal_key
+        self.seen: PeriodSeen | None = None
+
+    def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
+                  alerts: list[Alert]) -> None:
+        if key == self.key:
+            self.seen = PeriodSeen(
+                measure(rule, state), len(state.deals), self.deal_key in state.deals,
+                state.churned_count, self.deal_key in state.churned and
+                self.deal_key in state.deals, state.churned_amount,
+                {t: (v[0], v[1], v[2]) for t, v in state.totals.items()})
+        super()._evaluate(rule, state, key, alerts)
+
+
+def replay_for(pack: RulePack, path: str, rule_id: str, deal: Deal,
+               group: str | None = None, period: str | None = None) -> Replayed:
+    """Replay `path` under `pack`; keep the rule's alerts about `deal` or, with `group` and
+    `period` (an aggregate rule), about that period of the deal's group."""
+    found = Replayed()
+
+    def keep(alert: Alert) -> None:
+        if alert.rule != rule_id:
+            return
+        if period is None:
+            if alert.account_id == deal.account_id and alert.deal_id == deal.deal_id:
+                found.alerts.append(alert)
+        elif alert.group == group and alert.period == period:
+            found.alerts.append(alert)
+
+    replay = Replay(pack, on_alert=keep, lateness_days=DEFAULT_LATENESS_DAYS)
+    watched: _Watched | None = None
+    if period is not None and group is not None:
+        watched = _Watched(pack, replay.engine.aggregate, f"{rule_id}\x1f{group}\x1f{period}",
+                           member(deal.account_id, deal.deal_id))
+        replay.engine.aggregate = watched
+    replay.run_files([path])
+    if watched is not None:
+        found.period = watched.seen
+    return found
