@@ -248,13 +248,13 @@ class AuditorWorker:
 
         @_receiver(app.on_partitions_revoked)
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            await self.batches.rebalance()
+            self.batches.rebalance()
             log.info("partitions revoked: %s",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)) or "none")
 
         @_receiver(app.on_partitions_assigned)
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            await self.batches.rebalance()
+            self.batches.rebalance()
             log.info("partitions assigned: %s; recovering tables",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in assigned
                                       if not tp.topic.endswith("-changelog"))) or "none")

@@ -16,7 +16,6 @@ outputs were delivered.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -49,52 +48,48 @@ class Batches:
         self.delivery = Delivery(self._divert)
         get_name = getattr(topics.claims, "get_topic_name", None)
         self.claims_topic: str | None = None if get_name is None else str(get_name())
-        # Held while a batch runs, so a rebalance logs its state only after its outputs.
-        self.events_lock = asyncio.Lock()
-        self.facts_lock = asyncio.Lock()
 
     async def events(self, messages: Iterable[Any]) -> None:
-        """A batch of the input topics' messages (faust Message objects)."""
-        async with self.events_lock:
-            messages = list(messages)
-            out = Outputs()
-            pipeline, claims = self.pipeline, self.claims_topic
-            for m in messages:  # 1
-                if m.topic == claims:
-                    one = pipeline.on_claims(m.topic, m.partition, m.offset, m.key, m.value)
-                else:
-                    one = pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
-                out.alerts += one.alerts
-                out.deadletters += one.deadletters
-            facts, heartbeats = pipeline.facts_messages()
-            await self.delivery.deliver([*self._outputs(out), *self._facts(facts)])  # 2
-            await self.delivery.deliver(self._facts(heartbeats))  # 2b: after the facts
-            await self._log_state(pipeline.join_state_records())  # 3
-            self._done(messages)  # 4
-            self.pipeline.counters.watermark = self.pipeline.watermark
+        """A batch of the input topics' messages (faust Message objects). Each agent runs one
+        batch at a time (concurrency 1)."""
+        messages = list(messages)
+        out = Outputs()
+        pipeline, claims = self.pipeline, self.claims_topic
+        for m in messages:  # 1
+            if m.topic == claims:
+                one = pipeline.on_claims(m.topic, m.partition, m.offset, m.key, m.value)
+            else:
+                one = pipeline.on_input(m.topic, m.partition, m.offset, m.key, m.value)
+            out.alerts += one.alerts
+            out.deadletters += one.deadletters
+        facts, heartbeats = pipeline.facts_messages()
+        await self.delivery.deliver([*self._outputs(out), *self._facts(facts)])  # 2
+        await self.delivery.deliver(self._facts(heartbeats))  # 2b: after the facts
+        await self._log_state(pipeline.join_state_records())  # 3
+        self._done(messages)  # 4
+        self.pipeline.counters.watermark = self.pipeline.watermark
 
     async def facts(self, messages: Iterable[Any]) -> None:
         """A batch of the repartition topic's messages."""
-        async with self.facts_lock:
-            messages = list(messages)
-            out = Outputs()
-            for m in messages:  # 1
-                one = self.pipeline.on_facts(m.partition, m.offset, m.topic, m.value)
-                out.alerts += one.alerts
-                out.deadletters += one.deadletters
-            await self.delivery.deliver(self._outputs(out))  # 2
-            # 2b: the money of the alerts, now delivered, to the deals' accounts' ledgers.
-            await self.delivery.deliver(self._claims(self.pipeline.claims_messages(out.alerts)))
-            await self._log_state(self.pipeline.aggregate_state_records())  # 3
-            self._done(messages)  # 4
+        messages = list(messages)
+        out = Outputs()
+        for m in messages:  # 1
+            one = self.pipeline.on_facts(m.partition, m.offset, m.topic, m.value)
+            out.alerts += one.alerts
+            out.deadletters += one.deadletters
+        await self.delivery.deliver(self._outputs(out))  # 2
+        # 2b: the money of the alerts, now delivered, to the deals' accounts' ledgers.
+        await self.delivery.deliver(self._claims(self.pipeline.claims_messages(out.alerts)))
+        await self._log_state(self.pipeline.aggregate_state_records())  # 3
+        self._done(messages)  # 4
 
-    async def rebalance(self) -> None:
-        """Partitions move: after the batch in hand, log what is changed and drop the stages
-        (rebuilt from the recovered tables on their next message). The commit gate keeps its
-        marks: they only say which offsets' work was delivered, which stays true (and a stop
-        revokes the partitions before its final commit, which needs them)."""
-        async with self.events_lock, self.facts_lock:
-            await self._log_state(self.pipeline.forget())
+    def rebalance(self) -> None:
+        """Partitions move: drop the stages (rebuilt from the recovered tables on their next
+        message). It does not wait for a batch in flight: that batch still logs the state it
+        changed after its outputs (Pipeline.forget). The commit gate keeps its marks: they only
+        say which offsets' work was delivered, which stays true (and a stop revokes the
+        partitions before its final commit, which needs them)."""
+        self.pipeline.forget()
 
     def _facts(self, messages: list[FactsMessage]) -> list[Outgoing]:
         return [Outgoing("facts", None, self.topics.facts,

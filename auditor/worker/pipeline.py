@@ -123,14 +123,18 @@ class Pipeline:
         for stage, _ in self.aggregates.values():
             stage.set_rules(rules)
 
-    def forget(self) -> list[ChangelogRecord]:
+    def forget(self) -> None:
         """At a rebalance: drop every stage. Each is rebuilt on its partition's next message
         from the tables as recovered, so a partition that moved away and back is re-indexed.
-        The state changed since the last flush is returned, to be logged, not dropped."""
-        records = self.state_records()
+        What the stages changed stays pending in the changelogs: a batch in flight (waiting for
+        its outputs' delivery) logs it after them, as ever; none in flight, nothing is pending.
+        Nothing here waits, so a rebalance never waits for a batch."""
+        for join in self.joins.values():
+            join.store.view.flush()
+        for _, store in self.aggregates.values():
+            store.view.flush()
         self.joins.clear()
         self.aggregates.clear()
-        return records
 
     def on_input(self, topic: str, partition: int, offset: int, key: bytes | None,
                  value: bytes | None) -> Outputs:
