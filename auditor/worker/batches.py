@@ -16,7 +16,9 @@ outputs were delivered.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 from auditor.events.deadletter import DEADLETTER_MAX_BYTES, DeadLetter
@@ -48,11 +50,34 @@ class Batches:
         self.delivery = Delivery(self._divert)
         get_name = getattr(topics.claims, "get_topic_name", None)
         self.claims_topic: str | None = None if get_name is None else str(get_name())
+        # Set while no batch runs: a clean stop waits for it before its last commit.
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._running = 0
 
     async def events(self, messages: Iterable[Any]) -> None:
         """A batch of the input topics' messages (faust Message objects). Each agent runs one
         batch at a time (concurrency 1)."""
-        messages = list(messages)
+        with self._running_batch():
+            await self._events_batch(list(messages))
+
+    async def facts(self, messages: Iterable[Any]) -> None:
+        """A batch of the repartition topic's messages."""
+        with self._running_batch():
+            await self._facts_batch(list(messages))
+
+    @contextmanager
+    def _running_batch(self) -> Iterator[None]:
+        self._running += 1
+        self.idle.clear()
+        try:
+            yield
+        finally:
+            self._running -= 1
+            if not self._running:
+                self.idle.set()
+
+    async def _events_batch(self, messages: list[Any]) -> None:
         out = Outputs()
         pipeline, claims = self.pipeline, self.claims_topic
         for m in messages:  # 1
@@ -69,9 +94,7 @@ class Batches:
         self._done(messages)  # 4
         self.pipeline.counters.watermark = self.pipeline.watermark
 
-    async def facts(self, messages: Iterable[Any]) -> None:
-        """A batch of the repartition topic's messages."""
-        messages = list(messages)
+    async def _facts_batch(self, messages: list[Any]) -> None:
         out = Outputs()
         for m in messages:  # 1
             one = self.pipeline.on_facts(m.partition, m.offset, m.topic, m.value)
