@@ -145,7 +145,8 @@ class AuditorWorker:
         s = self.settings
         # Consumer lag and broker contact, refreshed from the broker in the background.
         self.broker_health = BrokerHealth(s.broker_grace_seconds)
-        self.lag = LagMonitor(s, {*s.topics.inputs, s.facts_topic}, self._assigned_partitions,
+        self.lag = LagMonitor(s, {*s.topics.inputs, s.facts_topic, s.claims_topic},
+                              self._assigned_partitions,
                               self.broker_health, self._fetched_highwater)
         self._define_broker_watch()
         plans = PlanFindingsCollector(lambda: self.pipeline.rules.plans)

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka_helpers import Stack, Worker, caught_up, facts_topic, simulate, wait_until
+from kafka_helpers import (
+    Stack,
+    Worker,
+    caught_up,
+    claims_topic,
+    facts_topic,
+    simulate,
+    wait_until,
+)
 
 from auditor.worker.health import BrokerHealth
 from auditor.worker.lag import LagMonitor, Partition
@@ -80,9 +88,10 @@ def test_lag_is_zero_after_a_clean_restart_on_idle_topics(stack: Stack, tmp_path
     worker.wait_ready()
     sent = stack.produce(events)
     wait_until(lambda: worker.events_total() >= sent, what="every event processed")
-    topics = [stack.topics["deals.closed"], stack.topics["accounts.churned"], facts_topic(stack)]
+    topics = [stack.topics["deals.closed"], stack.topics["accounts.churned"], facts_topic(stack),
+              claims_topic(stack)]
     wait_until(lambda: caught_up(stack, topics), what="every record committed, facts too")
-    partitions = 3 * 4  # deals, churns and the repartition topic, 4 partitions each
+    partitions = 4 * 4  # deals, churns, the repartition and claims topics, 4 partitions each
     wait_until(lambda: len(_lag(worker)) == partitions and not any(_lag(worker).values()),
                timeout=60, what=f"no lag once caught up: {_lag(worker)}")
     assert worker.stop() == 0
