@@ -62,7 +62,6 @@ class Delivery:
         self.log_every = log_every
         # (output, outcome): outcome retried, diverted or dropped.
         self.failures: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self.waiting = False  # a batch is retrying, held by the broker
         self._last_log = 0.0
 
     async def deliver(self, records: Sequence[Outgoing]) -> None:
@@ -88,12 +87,10 @@ class Delivery:
             if not again:
                 break
             if retrying:  # replacements alone go at once
-                self.waiting = True
                 self._log_retry(len(again), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry)
             pending = again
-        self.waiting = False
 
     async def _send(self, records: list[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         """Send them all, then wait for all: the failures, with their errors."""

@@ -192,13 +192,13 @@ class Pipeline:
         for source, join in self.joins.items():
             for key, batch in join.facts.items():
                 facts += [FactsMessage(key, None, value) for value in
-                          encode_facts(key, source, join.announced, batch, max_bytes)]
+                          encode_facts(source, join.announced, batch, max_bytes)]
             join.facts = {}
             watermark = join.announced = join.store.watermark
             day = int(watermark // DAY)
             if watermark and day != join.heartbeat_day:
                 join.heartbeat_day = day
-                [beat] = encode_facts(None, source, watermark, [], max_bytes)
+                [beat] = encode_facts(source, watermark, [], max_bytes)
                 beats += [FactsMessage(None, p, beat) for p in range(self.partitions)]
         return facts, beats
 

@@ -38,18 +38,23 @@ class FactsRecord(NamedTuple):
     facts: list[AggregateFact]
 
 
-def encode_facts(key: str | None, source: int, watermark: float,
-                 facts: list[AggregateFact], max_bytes: int) -> list[bytes]:
-    """The facts as one or more messages, each at most `max_bytes` (a batch can make many facts
-    of one key; the broker limits a message's size)."""
-    head = {"v": FORMAT, "source": source, "watermark": watermark}
-    value = json.dumps({**head, "facts": [f.to_dict() for f in facts]},
-                       separators=(",", ":")).encode()
-    if len(value) <= max_bytes or len(facts) <= 1:
+def _messages(head: dict[str, Any], name: str, items: list[dict[str, Any]],
+              max_bytes: int) -> list[bytes]:
+    """`head` and `name: items` as JSON, split in halves until each message is at most
+    `max_bytes` (a batch can make many items for one key; the broker limits a message's size)."""
+    value = json.dumps({**head, name: items}, separators=(",", ":")).encode()
+    if len(value) <= max_bytes or len(items) <= 1:
         return [value]
-    half = len(facts) // 2
-    return (encode_facts(key, source, watermark, facts[:half], max_bytes)
-            + encode_facts(key, source, watermark, facts[half:], max_bytes))
+    half = len(items) // 2
+    return (_messages(head, name, items[:half], max_bytes)
+            + _messages(head, name, items[half:], max_bytes))
+
+
+def encode_facts(source: int, watermark: float, facts: list[AggregateFact],
+                 max_bytes: int) -> list[bytes]:
+    """The facts (of one key, or none: a heartbeat) as one or more messages."""
+    return _messages({"v": FORMAT, "source": source, "watermark": watermark}, "facts",
+                     [f.to_dict() for f in facts], max_bytes)
 
 
 def decode_facts(value: bytes | None) -> FactsRecord:
@@ -78,14 +83,8 @@ _CLAIM_FIELDS = ("deal_id", "money_class", "amount", "plan_id", "team", "time")
 
 def encode_claims(account_id: str, claims: list[Claim], max_bytes: int) -> list[bytes]:
     """The claims of one account as one or more messages, each at most `max_bytes`."""
-    value = json.dumps({"v": FORMAT, "account_id": account_id,
-                        "claims": [{f: getattr(c, f) for f in _CLAIM_FIELDS} for c in claims]},
-                       separators=(",", ":")).encode()
-    if len(value) <= max_bytes or len(claims) <= 1:
-        return [value]
-    half = len(claims) // 2
-    return (encode_claims(account_id, claims[:half], max_bytes)
-            + encode_claims(account_id, claims[half:], max_bytes))
+    return _messages({"v": FORMAT, "account_id": account_id}, "claims",
+                     [{f: getattr(c, f) for f in _CLAIM_FIELDS} for c in claims], max_bytes)
 
 
 class LedgerBeat(NamedTuple):

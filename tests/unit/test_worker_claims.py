@@ -83,7 +83,7 @@ class Worker:
         """Every source's watermark far ahead, to every aggregate partition: all settles."""
         self.facts([SimpleNamespace(key=None, partition=p, value=beat)
                     for source in range(PARTITIONS)
-                    for [beat] in [encode_facts(None, source, LATER, [], FACTS_MAX_BYTES)]
+                    for [beat] in [encode_facts(source, LATER, [], FACTS_MAX_BYTES)]
                     for p in range(PARTITIONS)])
 
 
@@ -303,7 +303,7 @@ def test_batches_send_claims_after_the_alerts_and_apply_them_with_the_events(rul
              for n, (k, v, p) in enumerate(topics.facts.sent)]
     facts += [_message("facts", p, len(facts) + s * PARTITIONS + p, None, beat)
               for s in range(PARTITIONS)
-              for [beat] in [encode_facts(None, s, LATER, [], FACTS_MAX_BYTES)]
+              for [beat] in [encode_facts(s, LATER, [], FACTS_MAX_BYTES)]
               for p in range(PARTITIONS)]
     log.clear()
     asyncio.run(batches.facts(facts))
@@ -354,7 +354,7 @@ def test_neither_agent_logs_state_the_other_batch_has_not_delivered_for(rules):
              for n, (k, v, p) in enumerate(topics.facts.sent)]
     facts += [_message("facts", p, 1000 + s * PARTITIONS + p, None, beat)
               for s in range(PARTITIONS)
-              for [beat] in [encode_facts(None, s, LATER, [], FACTS_MAX_BYTES)]
+              for [beat] in [encode_facts(s, LATER, [], FACTS_MAX_BYTES)]
               for p in range(PARTITIONS)]
     more = deal_dict(account_id="c-9", days=2.0)
     key = b"c-9"

@@ -117,7 +117,7 @@ def test_state_that_cannot_be_read_starts_afresh(rules, keyed):
 def test_facts_messages_stay_under_the_limit():
     facts = [AggregateFact("deal", "r", "g", "2026-Q1", 0.0, f"a{n}", f"d{n}", "new_logo",
                            1.0, 2.0, 0.5) for n in range(500)]
-    values = encode_facts("k", 3, 12.5, facts, 4096)
+    values = encode_facts(3, 12.5, facts, 4096)
     assert len(values) > 1
     assert all(len(v) <= 4096 for v in values)
     records = [decode_facts(v) for v in values]
