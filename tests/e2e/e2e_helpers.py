@@ -1,14 +1,16 @@
 """What the end-to-end tests share: the installed console script, free ports, waiting with a
-deadline, and stopping the processes they start."""
+deadline, a replay serving its metrics, and stopping the processes they start."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,6 +74,26 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+@contextmanager
+def serving_replay(events: Path, rules: Path, log: Path,
+                   timeout: float = 180.0) -> Iterator[str]:
+    """`auditor replay --metrics-port 0 -q` of `events` on loopback, until the block ends; the
+    `host:port` it serves its metrics on."""
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            [AUDITOR, "replay", str(events), "--rules", str(rules), "--metrics-port", "0",
+             "--metrics-host", "127.0.0.1", "-q"],
+            stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        match = wait_for(
+            lambda: re.search(r"serving metrics on http://(127\.0\.0\.1:\d+)/metrics",
+                              log.read_text(errors="replace")),
+            "the replay serving its metrics", timeout, proc, log)
+        yield match.group(1)
+    finally:
+        stop(proc)
 
 
 def _tail(log: Path | None, chars: int = 4000) -> str:

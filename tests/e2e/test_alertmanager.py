@@ -45,7 +45,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import AUDITOR, ROOT, free_port, stop, wait_for
+from e2e_helpers import AUDITOR, ROOT, free_port, serving_replay, stop, wait_for
 
 from auditor.rules.loader import default_rules_dir
 
@@ -169,20 +169,8 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     events = tmp / "events.jsonl"
     subprocess.run([AUDITOR, "simulate", *SIM_ARGS, "--out", str(events)], check=True,
                    capture_output=True, timeout=300)
-    log = tmp / "replay.stderr"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [AUDITOR, "replay", str(events), "--rules", str(rules), "--metrics-port", "0",
-             "--metrics-host", "127.0.0.1", "-q"],
-            stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        match = wait_for(
-            lambda: re.search(r"serving metrics on http://(127\.0\.0\.1:\d+)/metrics",
-                              log.read_text(errors="replace")),
-            "the replay serving its metrics", DEADLINE, proc, log)
-        yield match.group(1)
-    finally:
-        stop(proc)
+    with serving_replay(events, rules, tmp / "replay.stderr", DEADLINE) as target:
+        yield target
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 from dashboard_queries import WORKER_ONLY_METRICS, panel_queries
-from e2e_helpers import AUDITOR, ROOT, free_port, stop, wait_for
+from e2e_helpers import AUDITOR, ROOT, free_port, serving_replay, stop, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -87,24 +87,11 @@ def exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
                    capture_output=True, timeout=300)
     with open(events, "ab") as f:
         f.write(b"\n".join(BAD_LINES) + b"\n")
-    log = tmp / "replay.stderr"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(
-            [AUDITOR, "replay", str(events), "--rules", str(rules), "--metrics-port", "0",
-             "--metrics-host", "127.0.0.1", "-q"],
-            stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        match = wait_for(
-            lambda: re.search(r"serving metrics on http://(127\.0\.0\.1:\d+)/metrics",
-                              log.read_text(errors="replace")),
-            "the replay serving its metrics", DEADLINE, proc, log)
-        target = match.group(1)
+    with serving_replay(events, rules, tmp / "replay.stderr", DEADLINE) as target:
         with urllib.request.urlopen(f"http://{target}/metrics", timeout=10) as response:
             text = response.read().decode()
         samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
         yield Exporter(target, samples)
-    finally:
-        stop(proc)
 
 
 def _start_prometheus(tmp: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
