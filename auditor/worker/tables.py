@@ -10,7 +10,7 @@ partition, so a store rebuilt from a recovered table finds its own keys again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from auditor.engine.periods import DAY
@@ -187,6 +187,31 @@ class StoreContext(NamedTuple):
     on_unreadable: OnUnreadable
 
 
+class SmallestWatermark:
+    """The smallest of several watermarks, each persisted and only moving forward: 0 until every
+    one has been heard from. A stage that must wait for all its sources reads this."""
+
+    def __init__(self, context: StoreContext, partition: int, prefix: str,
+                 names: Iterable[object]) -> None:
+        self._marks = {
+            name: PersistedWatermark(context.watermarks, context.changelogs["watermarks"],
+                                     partition, f"{prefix}/{name}", context.on_unreadable)
+            for name in names
+        }
+
+    def observe(self, name: object, value: float) -> None:
+        mark = self._marks.get(name)  # an unknown source is not one this stage waits for
+        if mark is not None and value > mark.value:
+            mark.set(value)
+
+    def __len__(self) -> int:
+        return len(self._marks)
+
+    @property
+    def value(self) -> float:
+        return min((m.value for m in self._marks.values()), default=0.0)
+
+
 class TableAccountStore(MemoryAccountStore):
     """Its watermark is the smallest of the newest event times of each input topic seen:
     the worker reads its two topics at their own pace, and the faster one must not expire state
@@ -197,18 +222,10 @@ class TableAccountStore(MemoryAccountStore):
 
     def __init__(self, context: StoreContext, partition: int, aggregate_sources: int = 0,
                  inputs: tuple[str, ...] = ("deal_closed", "account_churned")) -> None:
-        self._inputs = {
-            name: PersistedWatermark(context.watermarks, context.changelogs["watermarks"],
-                                     partition, f"accounts/{partition}/{name}",
-                                     context.on_unreadable)
-            for name in inputs
-        }
+        self._inputs = SmallestWatermark(context, partition, f"accounts/{partition}", inputs)
         # How far each aggregate stage has got (LedgerBeat): ledger entries wait for all.
-        self._aggregates = [
-            PersistedWatermark(context.watermarks, context.changelogs["watermarks"], partition,
-                               f"ledger/{partition}/from/{source}", context.on_unreadable)
-            for source in range(aggregate_sources)
-        ]
+        self._aggregates = SmallestWatermark(context, partition, f"ledger/{partition}/from",
+                                             range(aggregate_sources))
         self.view: PartitionView[AccountState] = PartitionView(
             context.accounts, context.changelogs["accounts"], partition, AccountState.from_dict,
             context.on_unreadable)
@@ -216,28 +233,21 @@ class TableAccountStore(MemoryAccountStore):
 
     def observe(self, input_name: str, event_time: float) -> None:
         """Called by the worker with every event, before the join stage sees it."""
-        newest = self._inputs[input_name]
-        if event_time > newest.value:
-            newest.set(event_time)
+        self._inputs.observe(input_name, event_time)
 
     def observe_ledger(self, source: int, watermark: float) -> None:
-        if 0 <= source < len(self._aggregates):
-            known = self._aggregates[source]
-            if watermark > known.value:
-                known.set(watermark)
+        self._aggregates.observe(source, watermark)
 
     @property
     def ledger_watermark(self) -> float:
         """The smallest over the aggregate stages: a deal's ledger entry is kept until every
         one is past it (a claim can come from any of them, and late: they settle periods by
         the slowest input partition, which this one may be far ahead of)."""
-        if not self._aggregates:
-            return self.watermark
-        return min(w.value for w in self._aggregates)
+        return self._aggregates.value if len(self._aggregates) else self.watermark
 
     @property
     def watermark(self) -> float:
-        return min(w.value for w in self._inputs.values())
+        return self._inputs.value
 
     @watermark.setter
     def watermark(self, value: float) -> None:
@@ -251,11 +261,8 @@ class TableAggregateStore(MemoryAggregateStore):
     holds it at 0."""
 
     def __init__(self, context: StoreContext, partition: int, sources: int) -> None:
-        self._sources = [
-            PersistedWatermark(context.watermarks, context.changelogs["watermarks"], partition,
-                               f"aggregates/{partition}/from/{source}", context.on_unreadable)
-            for source in range(sources)
-        ]
+        self._sources = SmallestWatermark(context, partition, f"aggregates/{partition}/from",
+                                          range(sources))
         self.view: PartitionView[AggregateState] = PartitionView(
             context.aggregates, context.changelogs["aggregates"], partition,
             AggregateState.from_dict, context.on_unreadable)
@@ -263,14 +270,11 @@ class TableAggregateStore(MemoryAggregateStore):
 
     def observe(self, source: int, watermark: float) -> None:
         """A facts message from `source` said how far its join stage is."""
-        if 0 <= source < len(self._sources):
-            newest = self._sources[source]
-            if watermark > newest.value:
-                newest.set(watermark)
+        self._sources.observe(source, watermark)
 
     @property
     def watermark(self) -> float:
-        return min(w.value for w in self._sources)
+        return self._sources.value
 
     @watermark.setter
     def watermark(self, value: float) -> None:
