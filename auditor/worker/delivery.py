@@ -55,8 +55,13 @@ def too_large(exc: BaseException) -> bool:
 
 class Delivery:
     def __init__(self, divert: Divert, first_retry: float = 0.5, max_retry: float = 30.0,
-                 log_every: float = 30.0) -> None:
+                 log_every: float = 30.0, ack_timeout: float = 30.0) -> None:
         self.divert = divert
+        # Longest wait for the broker to acknowledge a round of sends: past it, the whole round
+        # is sent again (a send whose acknowledgement never comes must not hold the batch, and
+        # so its agent, for ever; re-sending what did arrive is at-least-once, de-duplicated by
+        # key downstream).
+        self.ack_timeout = ack_timeout
         self.first_retry = first_retry
         self.max_retry = max_retry
         self.log_every = log_every
@@ -71,7 +76,7 @@ class Delivery:
         while pending:
             again: list[Outgoing] = []
             retrying = False
-            for record, exc in await self._send(pending):
+            for record, exc in await self._send_within(pending):
                 if not too_large(exc):
                     self.failures[record.output, "retried"] += 1
                     again.append(record)
@@ -91,6 +96,15 @@ class Delivery:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry)
             pending = again
+
+    async def _send_within(self, records: list[Outgoing]
+                           ) -> list[tuple[Outgoing, BaseException]]:
+        try:
+            return await asyncio.wait_for(self._send(records), self.ack_timeout)
+        except TimeoutError as exc:
+            log.warning("%d records not acknowledged within %.0f s: sending them again",
+                        len(records), self.ack_timeout)
+            return [(record, exc) for record in records]
 
     async def _send(self, records: list[Outgoing]) -> list[tuple[Outgoing, BaseException]]:
         """Send them all, then wait for all: the failures, with their errors."""

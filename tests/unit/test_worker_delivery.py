@@ -182,3 +182,28 @@ def test_delivery_failures_are_exported_from_the_start(rules):
     asyncio.run(batches.events(_stream()))
     assert sample("alerts", "diverted") >= 1
     assert sample("state", "dropped") == 0
+
+
+class SilentOnceTopic(FakeTopic):
+    """A broker that never acknowledges the first send (its future never resolves)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.silent = 1
+
+    async def send(self, key, value, partition=None, key_serializer=None,
+                   value_serializer=None):
+        if self.silent:
+            self.silent -= 1
+            return asyncio.get_running_loop().create_future()  # no answer, ever
+        return await super().send(key, value, partition, key_serializer, value_serializer)
+
+
+def test_a_send_never_acknowledged_is_sent_again_not_waited_for_for_ever(rules):
+    batches, topics, gate, _ = _batches(rules, alerts=SilentOnceTopic("alerts"))
+    batches.delivery.ack_timeout = 0.2
+    stream = _stream()
+    asyncio.run(asyncio.wait_for(batches.events(stream), 10))
+    assert topics.alerts.sent
+    assert batches.delivery.failures["alerts", "retried"] >= 1
+    assert gate.limit(stream[0].tp) == 3
