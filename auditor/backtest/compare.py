@@ -8,7 +8,7 @@ from typing import Any
 
 from auditor.engine.alerts import Alert, money
 from auditor.replay.runner import Replay
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 
 
 @dataclass

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from auditor.errors import RuleErrors
-from auditor.rules.compiled import RulePack
+from auditor.rules.exceptions import expired_warning
 from auditor.rules.loader import default_rules_dir, load_rule_pack
+from auditor.rules.pack import RulePack
 
 
 def rules_dir(value: str | None) -> Path:
     return Path(value) if value else default_rules_dir()
 
 
+def utc_today() -> date:
+    """The day exceptions expire by: `rules check` refuses, and running warns, past it."""
+    return datetime.now(UTC).date()
+
+
 def load_rules_or_exit(value: str | None) -> RulePack:
     try:
-        return load_rule_pack(rules_dir(value))
+        pack = load_rule_pack(rules_dir(value))
     except RuleErrors as exc:
         for error in exc.errors:
             print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from exc
+    for rule_id, exception in pack.expired_exceptions(utc_today()):
+        print(f"warning: {expired_warning(rule_id, exception)}", file=sys.stderr)
+    return pack

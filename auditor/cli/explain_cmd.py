@@ -14,9 +14,9 @@ def register(rules_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p = rules_sub.add_parser(
         "explain", help="why a rule did or did not fire for one deal, filter by filter",
         description="Explains one rule on one deal of a JSON Lines file: each filter with the "
-        "values compared, each churn of the account for a join rule, the deal's period for an "
-        "aggregate rule. The last line says whether it fires, as a replay of the file does. "
-        "Exit 0 either way, 2 on bad input.")
+        "values compared, each churn of the account for a join rule, the deal's period and "
+        "its measure's numerator and denominator for an aggregate rule. The last line says "
+        "whether it fires, as a replay of the file does. Exit 0 either way, 2 on bad input.")
     p.add_argument("rule", metavar="RULE", help="the rule id, e.g. discount-then-churn")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--event", metavar="FILE:LINE",

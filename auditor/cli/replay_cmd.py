@@ -23,7 +23,7 @@ from auditor.plans.metrics import PlanFindingsCollector
 from auditor.replay.progress import Progress
 from auditor.replay.runner import Replay
 from auditor.replay.summary import FindingsDigest, summary_data
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 from auditor.rules.reload import DEFAULT_INTERVAL_SECONDS, RuleReloader
 
 

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from auditor.cli import explain_cmd
-from auditor.cli.common import rules_dir
+from auditor.cli import exceptions_cmd, explain_cmd
+from auditor.cli.common import rules_dir, utc_today
 from auditor.errors import RuleErrors
 from auditor.rules.loader import load_rule_pack
 
@@ -30,18 +30,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "schema", help="print the JSON Schema of rule files (for editor autocompletion)")
     schema.set_defaults(run=run_schema)
     explain_cmd.register(rules_sub)
+    exceptions_cmd.register(rules_sub)
 
 
 def run_check(args: argparse.Namespace) -> int:
     directory = rules_dir(args.dir)
     try:
-        pack = load_rule_pack(directory)
+        pack = load_rule_pack(directory, today=utc_today())  # an expired exception is an error
     except RuleErrors as exc:
         for error in exc.errors:
             print(error, file=sys.stderr)
         print(f"{len(exc.errors)} error(s) in {directory}", file=sys.stderr)
         return 1
-    print(f"{directory}: {pack.rule_count} rules OK ({', '.join(pack.sources)})")
+    for rule in pack.rules:
+        if rule.meta.status == "deprecated":
+            print(f"{rule.meta.source}: {rule.meta.id}: warning: the rule is deprecated (it "
+                  "still runs; remove it, or set status: stable)", file=sys.stderr)
+    trial = [r.meta.id for r in pack.rules if r.meta.status == "experimental"]
+    print(f"{directory}: {pack.rule_count} rules OK ({', '.join(pack.sources)})"
+          + (f"; experimental, not counted in money: {', '.join(trial)}" if trial else ""))
     return 0
 
 

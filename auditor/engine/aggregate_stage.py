@@ -13,21 +13,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from auditor.engine import retention
-from auditor.engine.alerts import Alert, money
-from auditor.engine.facts import AggregateFact, deal_of
-from auditor.engine.findings import aggregate_alert, time_text
-from auditor.engine.periods import DAY, quarter_of
+from auditor.engine.alerts import Alert
+from auditor.engine.facts import AggregateFact
+from auditor.engine.periods import DAY
 from auditor.engine.sink import MetricsSink
 from auditor.engine.state import AggregateState, Churned
 from auditor.engine.store import AggregateStore
-from auditor.rules.compiled import AggregateRule, RulePack
+from auditor.rules.exceptions import excepted_by
+from auditor.rules.kinds.aggregate import AggregateRule
+from auditor.rules.pack import RulePack
 
 DEAL = AggregateFact.DEAL
 NO_ALERTS: list[Alert] = []
-
-# Live values are exported for these only: rep-level detail lives in the alerts.
-LIVE_GROUP_BY = ("team", "plan_id")
-
 
 class LiveValue(NamedTuple):
     rule: str
@@ -48,6 +45,8 @@ class AggregateStage:
 
     def set_rules(self, rules: RulePack) -> None:
         self.rules = {r.meta.id: r for r in rules.aggregate_rules}
+        # Live values are exported for these only: rep-level detail lives in the alerts.
+        self.bounded = frozenset(rules.bounded_dimensions)
         self.currency = rules.currency.reporting
         self.horizon = rules.longest_window_days() * DAY
         self._next_check = float("-inf")  # recomputed on the next watermark
@@ -75,10 +74,11 @@ class AggregateStage:
             entry = fact.entry
             if entry is None:
                 entry = (fact.deal_type, fact.amount, fact.acv, fact.paid_upfront)
-            changed = state.add_entry(fact.member, entry)
+            changed = state.add_entry(fact.member, entry, fact.values)
         else:
             changed = state.add_churned(fact.member, Churned(
-                fact.days, fact.money_class, fact.plan_id, fact.team, fact.deal_time))
+                fact.days, fact.money_class, fact.plan_id, fact.team, fact.deal_time),
+                fact.values)
         if not changed:  # re-delivered
             return NO_ALERTS
         store.put(key, state)
@@ -132,15 +132,17 @@ class AggregateStage:
         return state.end + self.horizon + self.lateness
 
     def live_values(self) -> list[LiveValue]:
-        """The value of each team and plan aggregate in the watermark's quarter, for a gauge."""
-        current = quarter_of(self.store.watermark)[0]
+        """The value of each aggregate grouped by a bounded dimension in the watermark's
+        period, for a gauge."""
+        watermark = self.store.watermark
         values = []
         for _, state in self.store.items():
             rule = self.rules.get(state.rule)
-            if (rule is None or rule.group_by not in LIVE_GROUP_BY or state.period != current
-                    or rule.measure == retention.MEASURE):  # its own gauge, settled or live
+            if (rule is None or rule.group_by not in self.bounded
+                    or rule.measure.kpi  # its own gauge, settled or live
+                    or state.period != rule.period_of(watermark)[0]):
                 continue
-            value = measure(rule, state)
+            value = rule.value(state)
             if value is not None:
                 values.append(LiveValue(rule.meta.id, rule.group_by, state.group, value,
                                         rule.crosses(value)))
@@ -151,8 +153,8 @@ class AggregateStage:
         values = []
         for _, state in self.store.items():
             rule = self.rules.get(state.rule)
-            if rule is not None and rule.measure == retention.MEASURE and not state.settled:
-                values.append(retention.retention_value(rule, state, measure(rule, state),
+            if rule is not None and rule.measure.kpi and not state.settled:
+                values.append(retention.retention_value(rule, state, rule.value(state),
                                                         settled=False))
         return values
 
@@ -168,9 +170,9 @@ class AggregateStage:
 
     def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
                   alerts: list[Alert]) -> None:
-        value = measure(rule, state)
+        value = rule.value(state)
         settled = True
-        if rule.measure == retention.MEASURE:  # the KPI is reported, crossing or not
+        if rule.measure.kpi:  # a key figure is reported, crossing or not
             settled = self.store.watermark >= self._settles_at(rule, state)
             self.sink.retention(retention.retention_value(rule, state, value, settled))
         if state.fired:
@@ -178,88 +180,17 @@ class AggregateStage:
             return
         if value is not None and rule.crosses(value):
             state.fired = True
-            evidence, at_risk = explain(rule, state)
-            if rule.measure == retention.MEASURE:  # live: replay's end came before its window
+            evidence, at_risk = rule.explain(state)
+            if rule.measure.kpi:  # live: replay's end came before its window
                 evidence["status"] = "settled" if settled else "live"
-            alert = aggregate_alert(rule, state, value, evidence, at_risk, self.currency)
-            self.sink.alert(alert)
-            alerts.append(alert)
+            alert = rule.alert(state, value, evidence, at_risk, self.currency)
+            # Excepted, it stays fired: the period never fires again, even once it expires.
+            exception = (excepted_by(rule.meta.exceptions, alert, None)
+                         if rule.meta.exceptions else None)
+            if exception is not None:
+                self.sink.excepted(rule.meta.id, exception.name)
+            else:
+                self.sink.alert(alert)
+                alerts.append(alert)
         self.store.put(key, state)
 
-
-def measure(rule: AggregateRule, state: AggregateState) -> float | None:
-    """The rule's value for the period, or None when it is not evaluated (too few deals, or a
-    zero denominator)."""
-    totals = state.totals
-    if rule.measure == "early_churn_share":
-        n = len(state.deals)
-        if n == 0 or n < rule.min_deals["all"]:
-            return None
-        return state.churned_count / n
-    if rule.measure == "commission_retention":
-        total = sum(t[1] for t in totals.values())
-        if total == 0 or len(state.deals) < rule.min_deals["all"]:
-            return None
-        return (total - state.churned_amount) / total
-    if rule.measure == "new_logo_commission_share":
-        total = sum(t[1] for t in totals.values())
-        if total == 0 or len(state.deals) < rule.min_deals["all"]:
-            return None
-        return totals.get("new_logo", _NONE)[1] / total
-    # renewal_rate_ratio
-    renewal, new_logo = totals.get("renewal", _NONE), totals.get("new_logo", _NONE)
-    if renewal[0] < rule.min_deals.get("renewal", 0) or new_logo[0] < rule.min_deals.get(
-        "new_logo", 0
-    ):
-        return None
-    if renewal[2] == 0 or new_logo[2] == 0 or new_logo[1] == 0:
-        return None
-    return (renewal[1] / renewal[2]) / (new_logo[1] / new_logo[2])
-
-
-_NONE = (0, 0.0, 0.0)
-
-
-def explain(rule: AggregateRule, state: AggregateState) -> tuple[dict[str, object], float]:
-    """(evidence, at_risk) of a period that fired: the numbers behind its value, and for a
-    rule with an at_risk the money of each churned deal by class."""
-    totals = state.totals
-    if rule.measure == "early_churn_share":
-        churned = [m for m in sorted(state.churned) if m in state.deals]
-        evidence: dict[str, object] = {
-            "deals": len(state.deals), "churned_deals": len(churned),
-            "churned_deal_ids": [deal_of(m) for m in churned],
-            "churned_paid_upfront": money(state.churned_upfront),
-        }
-        if rule.at_risk != "churned_paid_upfront":
-            return evidence, 0.0
-        # Each deal's amount in cents first, so the classes add up to at_risk to the cent.
-        by_class: dict[str, float] = {}
-        by_deal = []
-        for m in churned:
-            how = state.churned[m]
-            money_class = how.money_class or "unclassified"
-            amount = money(state.deals[m][3])
-            by_class[money_class] = money(by_class.get(money_class, 0.0) + amount)
-            account_id, _, deal_id = m.partition("\x1f")
-            by_deal.append({"account_id": account_id, "deal_id": deal_id,
-                            "class": money_class, "amount": amount,
-                            "plan_id": how.plan_id, "team": how.team,
-                            "closed_at": time_text(how.deal_time)})
-        evidence["money"] = dict(sorted(by_class.items()))
-        evidence["money_by_deal"] = by_deal
-        return evidence, money(sum(by_class.values()))
-    if rule.measure == retention.MEASURE:
-        paid = sum(t[1] for t in totals.values())
-        return {"deals": len(state.deals), "months": rule.churn_within_months,
-                "commission_paid": money(paid),
-                "commission_retained": money(paid - state.churned_amount),
-                "churned_deals": state.churned_count,
-                "churned_deal_ids": [deal_of(m) for m in sorted(state.churned)
-                                     if m in state.deals]}, 0.0
-    evidence = {"deals": len(state.deals)}
-    for deal_type in sorted(totals):
-        count, commission, acv = totals[deal_type]
-        evidence[deal_type] = {"deals": int(count), "commission": money(commission),
-                               "acv": money(acv)}
-    return evidence, 0.0

@@ -57,6 +57,12 @@ class Alert:
             return self.team
         return self.group if self.group_by == "team" and self.group is not None else ""
 
+    @property
+    def counts(self) -> bool:
+        """Its money counts in finance's figures: not a finding of an experimental rule (one
+        on trial, its alerts marked `labels.status: experimental`)."""
+        return self.labels.get("status") != "experimental"
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -19,7 +19,7 @@ from auditor.engine.store import (
     MemoryAggregateStore,
 )
 from auditor.events.models import Event
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 
 DEFAULT_LATENESS_DAYS = 30.0
 
@@ -90,4 +90,5 @@ def claims_of(alerts: list[Alert]) -> list[Claim]:
     """The money of each deal in aggregate findings, for the deals' ledgers."""
     return [Claim(d["account_id"], d["deal_id"], d["class"], d["amount"], d["plan_id"],
                   d["team"], datetime.fromisoformat(d["closed_at"]).timestamp())
-            for alert in alerts for d in alert.evidence.get("money_by_deal", ())]
+            for alert in alerts if alert.counts
+            for d in alert.evidence.get("money_by_deal", ())]

@@ -7,6 +7,7 @@ in replay they are passed directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 # (deal_type, commission amount, acv, paid_upfront): what an aggregate period keeps of a deal.
@@ -29,7 +30,7 @@ class AggregateFact:
     # the topic has none).
     FIELDS = ("account_id", "acv", "amount", "days", "deal_id", "deal_time", "deal_type", "group",
               "kind", "money_class", "paid_upfront", "period", "period_end", "plan_id", "rule",
-              "team")
+              "team", "values")
     __slots__ = (*FIELDS, "entry", "key", "member")
 
     DEAL = "deal"
@@ -40,7 +41,7 @@ class AggregateFact:
                  paid_upfront: float, entry: DealEntry | None = None,
                  member_key: str | None = None, days: float = 0.0,
                  money_class: str | None = None, plan_id: str = "", team: str = "",
-                 deal_time: float = 0.0) -> None:
+                 deal_time: float = 0.0, values: Sequence[float] = ()) -> None:
         self.kind = kind
         self.rule = rule
         self.group = group
@@ -61,6 +62,8 @@ class AggregateFact:
         self.plan_id = plan_id
         self.team = team
         self.deal_time = deal_time
+        # The deal's contributions to its rule's measure (auditor/rules/measures.py).
+        self.values = values
         self.entry = entry
         self.key = f"{rule}\x1f{group}\x1f{period}"  # every fact is applied, or sent, by key
         # Given when a deal makes several facts: one string for all of them.
@@ -71,4 +74,6 @@ class AggregateFact:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateFact:
-        return cls(**data)
+        fact = cls(**data)
+        fact.values = tuple(fact.values)  # a JSON list when read back
+        return fact

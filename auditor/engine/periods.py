@@ -1,4 +1,4 @@
-"""Calendar quarters in UTC: the aggregation periods."""
+"""Calendar months, quarters and years in UTC: the aggregation periods."""
 
 from __future__ import annotations
 
@@ -42,3 +42,43 @@ def add_months(epoch: float, months: int) -> float:
         return end_of_time
     last = calendar.monthrange(year, month + 1)[1]
     return when.replace(year=year, month=month + 1, day=min(when.day, last)).timestamp()
+
+
+_month_cache: dict[int, tuple[str, float]] = {}
+_year_cache: dict[int, tuple[str, float]] = {}
+
+
+def month_of(epoch: float) -> tuple[str, float]:
+    """(label like "2026-03", exclusive end as epoch seconds); cached by day."""
+    day = int(epoch // DAY)
+    hit = _month_cache.get(day)
+    if hit is not None:
+        return hit
+    when = datetime.fromtimestamp(day * DAY, UTC)
+    if when.month == 12:
+        end = datetime(when.year, 12, 31, tzinfo=UTC).timestamp() + DAY
+    else:
+        end = datetime(when.year, when.month + 1, 1, tzinfo=UTC).timestamp()
+    result = (f"{when.year}-{when.month:02d}", end)
+    if len(_month_cache) > 100_000:
+        _month_cache.clear()
+    _month_cache[day] = result
+    return result
+
+
+def year_of(epoch: float) -> tuple[str, float]:
+    """(label like "2026", exclusive end as epoch seconds); cached by day."""
+    day = int(epoch // DAY)
+    hit = _year_cache.get(day)
+    if hit is not None:
+        return hit
+    year = datetime.fromtimestamp(day * DAY, UTC).year
+    result = (str(year), datetime(year, 12, 31, tzinfo=UTC).timestamp() + DAY)
+    if len(_year_cache) > 100_000:
+        _year_cache.clear()
+    _year_cache[day] = result
+    return result
+
+
+# The periods an aggregate rule can sum over, by the name a rule file gives them.
+PERIODS = {"month": month_of, "quarter": quarter_of, "year": year_of}

@@ -7,9 +7,14 @@ the plan's. A deal on a plan that is not registered is not checked.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 from auditor.engine.alerts import Alert, alert_id, money
+from auditor.engine.state import AccountState
 from auditor.events.models import Deal, format_time
-from auditor.plans.registry import PlanRegistry
+from auditor.rules.compiled import CompiledRule, Found, MoneyClass, RuleMeta
+from auditor.rules.plans import PlanRegistry
 
 RULE = "plan-contradiction"
 
@@ -64,3 +69,27 @@ def plan_alert(registry: PlanRegistry, deal: Deal, currency: str) -> Alert | Non
         labels={"area": "plan"}, runbook="Check the deal against the plan in rules/plans.yaml; "
         "if the plan is out of date, update the registry, else correct the payout.",
     )
+
+
+_META = RuleMeta(RULE, "deal", "a deal contradicts its registered plan", "", {}, "plans.yaml")
+_OVERPAID = MoneyClass("overpaid")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PlanCheck(CompiledRule):
+    """The check of every deal against its registered plan, run with the rules (after what a
+    deal alone shows, before joins) when the rules directory has a plans.yaml."""
+
+    ORDER: ClassVar[int] = 1
+
+    plans: PlanRegistry
+    meta: RuleMeta = _META
+    money: MoneyClass | None = _OVERPAID
+
+    def on_deal(self, deal: Deal, state: AccountState, found: Found) -> None:
+        alert = plan_alert(self.plans, deal, found.currency)
+        if alert is not None:
+            found.alerts.append(alert)
+
+    def severities(self) -> tuple[str, ...]:
+        return ("warning",)

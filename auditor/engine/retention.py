@@ -1,7 +1,8 @@
 """Commission retention, the KPI: of the commission paid on a quarter's deals by a plan or
 team, the share whose account had no full churn within N months of the close.
 
-It is an aggregate rule's value (measure `commission_retention`); a figure is `settled` once the
+It is the value of an aggregate rule whose measure is a key figure (`kpi: true`, as the
+measure `commission_retention` of rules/measures.yaml); a figure is `settled` once the
 watermark has passed the quarter's end + N months + the allowed lateness, and `live` (an
 estimate over what is known) before that.
 """
@@ -11,9 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from auditor.engine.state import AggregateState
-from auditor.rules.compiled import AggregateRule
-
-MEASURE = "commission_retention"
+from auditor.rules.kinds.aggregate import AggregateRule
 
 
 class RetentionValue(NamedTuple):
@@ -35,6 +34,7 @@ def retention_value(rule: AggregateRule, state: AggregateState, share: float | N
                     settled: bool) -> RetentionValue:
     paid = sum(t[1] for t in state.totals.values())
     return RetentionValue(rule.group_by, state.group, state.period,
-                          "settled" if settled else "live", rule.churn_within_months,
+                          "settled" if settled else "live",
+                          rule.window.months if rule.window is not None else 0,
                           round(paid, 2), round(paid - state.churned_amount, 2),
                           None if share is None else round(share, 6))

@@ -26,6 +26,10 @@ class MetricsSink(Protocol):
         """A commission-retention period was evaluated (settled, or at end of input)."""
         ...
 
+    def excepted(self, rule: str, exception: str) -> None:
+        """A finding of `rule` that its exception `exception` kept from being an alert."""
+        ...
+
 
 class NullSink:
     """For callers that want alerts only."""
@@ -44,4 +48,7 @@ class NullSink:
         pass
 
     def retention(self, value: RetentionValue) -> None:
+        pass
+
+    def excepted(self, rule: str, exception: str) -> None:
         pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from auditor.engine.facts import DealEntry
@@ -13,6 +14,8 @@ NOTHING_FIRED: frozenset[str] = frozenset()
 # after it, and an aggregate period's money can be claimed until the period leaves the
 # horizon (replay evaluates it then at the latest).
 LEDGER_MARGIN = 2 * 92 * 86400.0
+# A measure's sums: n, sum and per-sum of its numerator and denominator (rules/measures.py).
+MEASURE_SLOTS = 6
 
 
 class Flagged:
@@ -150,8 +153,8 @@ class AggregateState:
     """One (rule, group, quarter): the contributing deals by (account, deal) key (facts.member),
     so re-delivery cannot count twice, and running totals, so a live value costs O(1) per fact."""
 
-    __slots__ = ("churned", "churned_amount", "churned_count", "churned_upfront", "deals", "end",
-                 "fired", "group", "period", "rule", "settled", "totals")
+    __slots__ = ("churned", "churned_amount", "churned_count", "churned_sums", "churned_upfront",
+                 "deals", "end", "fired", "group", "period", "rule", "settled", "sums", "totals")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
@@ -167,19 +170,27 @@ class AggregateState:
         self.churned_count = 0  # churned deals that are also in `deals`
         self.churned_upfront = 0.0
         self.churned_amount = 0.0  # their commission
+        # The measure's sums over the deals, and over those counted as churned (measures.py).
+        self.sums: list[float] = [0.0] * MEASURE_SLOTS
+        self.churned_sums: list[float] = [0.0] * MEASURE_SLOTS
         self.settled = False
         self.fired = False
 
     def add_deal(self, key: str, deal_type: str, amount: float, acv: float,
-                 paid_upfront: float) -> bool:
-        return self.add_entry(key, (deal_type, amount, acv, paid_upfront))
+                 paid_upfront: float, values: Sequence[float] = ()) -> bool:
+        return self.add_entry(key, (deal_type, amount, acv, paid_upfront), values)
 
-    def add_entry(self, key: str, entry: DealEntry) -> bool:
-        """`add_deal` with the deal's figures as one tuple, kept as given (shared, not copied)."""
+    def add_entry(self, key: str, entry: DealEntry, values: Sequence[float] = ()) -> bool:
+        """`add_deal` with the deal's figures as one tuple, kept as given (shared, not copied),
+        and its contributions to the measure."""
         deals = self.deals
         if key in deals:
             return False
         deals[key] = entry
+        if values:
+            sums = self.sums
+            for i, value in enumerate(values):
+                sums[i] += value
         deal_type, amount, acv, _ = entry
         total = self.totals.get(deal_type)
         if total is None:
@@ -189,10 +200,11 @@ class AggregateState:
             total[1] += amount
             total[2] += acv
         if key in self.churned:
-            self._count_churned(key)
+            self._count_churned(key, values)
         return True
 
-    def add_churned(self, key: str, churned: Churned | None = None) -> bool:
+    def add_churned(self, key: str, churned: Churned | None = None,
+                    values: Sequence[float] = ()) -> bool:
         """A deal counted as churned; of two churns that count it, the earlier decides its
         class, whatever the order they arrive in."""
         churned = churned or Churned()
@@ -204,20 +216,25 @@ class AggregateState:
             return True
         self.churned[key] = churned
         if key in self.deals:
-            self._count_churned(key)
+            self._count_churned(key, values)
         return True
 
-    def _count_churned(self, key: str) -> None:
+    def _count_churned(self, key: str, values: Sequence[float]) -> None:
         entry = self.deals[key]
         self.churned_count += 1
         self.churned_amount += entry[1]
         self.churned_upfront += entry[3]
+        if values:
+            sums = self.churned_sums
+            for i, value in enumerate(values):
+                sums[i] += value
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule, "group": self.group, "period": self.period, "end": self.end,
             "deals": {k: list(v) for k, v in self.deals.items()},
             "churned": {k: list(v) for k, v in self.churned.items()},
+            "sums": self.sums, "churned_sums": self.churned_sums,
             "settled": self.settled, "fired": self.fired,
         }
 
@@ -228,6 +245,8 @@ class AggregateState:
             state.add_churned(key, Churned(*churned))
         for key, (deal_type, amount, acv, upfront) in data["deals"].items():
             state.add_deal(key, deal_type, amount, acv, upfront)
+        state.sums = list(data["sums"])
+        state.churned_sums = list(data["churned_sums"])
         state.settled = data["settled"]
         state.fired = data["fired"]
         return state

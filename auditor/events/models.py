@@ -5,6 +5,8 @@ These pydantic dataclasses are also the engine's records: validation builds them
 Strict on purpose: a string "12" is not a number and 12.0 or `true` is not an int, so a producer
 bug shows up as a dead letter instead of a silently coerced value. Timestamps are RFC 3339
 date-times exactly (seconds, a zone), within the years a datetime can hold once in UTC.
+A deal's `region` and `manager_id` are optional (added within v1): left out they are None;
+given, they are non-empty strings like the ids, and `null` is refused like any other non-string.
 """
 
 from __future__ import annotations
@@ -51,6 +53,16 @@ class _Rfc3339:
         )
 
 
+class _PresentText:
+    """A field that may be left out (then None, its default, which is never validated) but, when
+    present, is a non-empty string like the ids: `null`, a number or `""` is a schema error."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler
+                                     ) -> CoreSchema:
+        return core_schema.str_schema(min_length=1, strict=True)
+
+
 class _JsonIntOne:
     """`1` as a JSON integer: a Literal alone also takes `true`, `1.0` and `1e0`."""
 
@@ -62,6 +74,7 @@ class _JsonIntOne:
 
 
 Timestamp = Annotated[datetime, _Rfc3339]
+OptionalText = Annotated[str | None, _PresentText]
 SchemaVersion = Annotated[Literal[1], _JsonIntOne]
 
 
@@ -113,6 +126,9 @@ class Deal:
     basis: Literal["acv", "tcv"] = _commission("basis")
     rate: Annotated[float, Field(ge=0, le=1)] = _commission("rate")
     clawback_days: Annotated[int, Field(ge=0)] = _commission("clawback_days")
+    # Optional in contract v1 (an event without them is valid and reads them as None).
+    region: OptionalText = None  # e.g. emea, amer, apac
+    manager_id: OptionalText = None  # the rep's manager
     time: float = dataclasses.field(init=False, default=0.0)  # closed_at, UTC epoch seconds
 
     def __post_init__(self) -> None:
@@ -152,8 +168,12 @@ EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(
     Annotated[Deal | Churn, Field(discriminator="event_type")]
 )
 _COMMISSION = ("amount", "paid_upfront", "basis", "rate", "clawback_days")
+# A deal's optional fields (default None) are written only when present, so a deal without
+# them is stored exactly as before they existed. (Churn has none.)
+_OPTIONAL = tuple(f.name for f in dataclasses.fields(Deal) if f.init and f.default is None)
 _FIELDS = {
-    cls: [f.name for f in dataclasses.fields(cls) if f.init and f.name not in _COMMISSION]
+    cls: [f.name for f in dataclasses.fields(cls)
+          if f.init and f.name not in _COMMISSION and f.name not in _OPTIONAL]
     for cls in (Deal, Churn)
 }
 _TIMES = ("closed_at", "churned_at")
@@ -166,6 +186,10 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         if name in data:
             data[name] = data[name].isoformat()
     if isinstance(event, Deal):
+        for name in _OPTIONAL:
+            value = getattr(event, name)
+            if value is not None:
+                data[name] = value
         data["commission"] = {name: getattr(event, name) for name in _COMMISSION}
     return data
 

@@ -13,10 +13,12 @@ from operator import attrgetter
 from typing import Any
 
 from auditor.rules.filters import FilterError, NamedLists, compile_filter
-from auditor.rules.schema import Comparison, Condition, Filter
+from auditor.rules.spec import Comparison, Condition, Filter
 
 # The keys of a comparison, in the order the compiler tests them.
 OPS = ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "in_list", "not_in_list")
+# How an event's value of a field it left out (region, manager_id) is shown.
+MISSING = "(missing)"
 SYMBOLS = {"eq": "==", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
            "in": "in", "not_in": "not in", "in_list": "in", "not_in_list": "not in"}
 
@@ -64,7 +66,7 @@ class Check:
 @dataclass(frozen=True, slots=True)
 class ConditionResult:
     field: str  # as the rule file names it (`commission.basis`)
-    value: Any  # the event's value of it
+    value: Any  # the event's value of it; None when the event left an optional field out
     checks: tuple[Check, ...]
 
     @property
@@ -92,8 +94,9 @@ class FilterResult:
         out: list[str] = []
         stopped = False
         for condition in self.conditions:
+            value = MISSING if condition.value is None else show(condition.value)
             for check in condition.checks:
-                line = (f"{indent}{condition.field} {show(condition.value)} {check.text()} ... "
+                line = (f"{indent}{condition.field} {value} {check.text()} ... "
                         f"{'yes' if check.holds else 'no'}")
                 if not check.holds and not stopped:
                     stopped = True
@@ -137,6 +140,17 @@ def explain_filter(side: str, conditions: Filter, fields: Mapping[str, str], rec
             checks.append(Check(op, expected, list_name, bool(predicate(record))))
         results.append(ConditionResult(name, attrgetter(attr)(record), tuple(checks)))
     return FilterResult(side, tuple(results))
+
+
+def filter_text(conditions: Filter, lists: NamedLists | None = None) -> str:
+    """A filter on one line, as its checks read: `deal_type == renewal and acv > 5000`."""
+    named = lists or {}
+    parts: list[str] = []
+    for name, condition in conditions.items():
+        for op, single in split_condition(condition):
+            expected, list_name = _expected(op, single, named)
+            parts.append(f"{name} {Check(op, expected, list_name, True).text()}")
+    return " and ".join(parts)
 
 
 def _expected(op: str, single: Condition, lists: NamedLists) -> tuple[Any, str | None]:

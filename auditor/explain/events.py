@@ -1,7 +1,8 @@
-"""The deal to explain and its account's churns, read from a JSON Lines file as `replay`
-reads it: the same decoder (amounts in the reporting currency), invalid lines skipped, and of
-two events of an account with the same event id, or two of its deals with the same deal id,
-the first one only. The file is streamed, twice at most: it may be large."""
+"""The deal to explain, its account's churns and its account's other deals, read from a JSON
+Lines file as `replay` reads it: the same decoder (amounts in the reporting currency), invalid
+lines skipped, and of two events of an account with the same event id, or two of its deals
+with the same deal id, the first one only. The file is streamed, twice at most: it may be
+large."""
 
 from __future__ import annotations
 
@@ -31,12 +32,16 @@ class Located:
 
 @dataclass
 class DealInFile:
-    """The deal as the engine audits it, and its account's churns in file order."""
+    """The deal as the engine audits it, and its account's churns and other deals in file
+    order."""
 
     deal: Deal
     where: str
     churns: list[Located]  # the account's churns, repeated events left out
     notes: list[str] = field(default_factory=list)  # what was read otherwise than asked
+    # The account's other deals as the engine keeps them: each deal id once (its first event),
+    # repeated events left out.
+    deals: list[Located] = field(default_factory=list)
 
 
 def parse_event_arg(value: str) -> tuple[str, int]:
@@ -115,12 +120,14 @@ def find_by_id(path: str, deal_id: str, currency: CurrencyTable,
 
 def _in_account(path: str, currency: CurrencyTable, asked: Deal, asked_line: int
                 ) -> DealInFile:
-    """The first deal of the account with the asked deal's id (the one the engine keeps) and
-    the account's churns, each event id once."""
+    """The first deal of the account with the asked deal's id (the one the engine keeps), the
+    account's churns, each event id once, and its other deals, each deal id once."""
     account, where = asked.account_id, f"{path}:{asked_line}"
     seen_ids: set[str] = set()
     deal: tuple[Deal, str] | None = None
     churns: list[Located] = []
+    others: list[Located] = []
+    other_ids: set[str] = set()
     notes: list[str] = []
     for number, event in _lines(path, currency):
         if event is None or isinstance(event, DeadLetter) or event.account_id != account:
@@ -131,15 +138,18 @@ def _in_account(path: str, currency: CurrencyTable, asked: Deal, asked_line: int
         if isinstance(event, Churn):
             if not repeated:
                 churns.append(Located(event, at))
-        elif event.deal_id == asked.deal_id:
-            if deal is None and not repeated:
-                deal = (event, at)
-            elif number == asked_line and deal is not None:
-                notes.append(f"{where} repeats deal {event.deal_id} of {deal[1]}: a replay "
-                             f"ignores it and audits {deal[1]}")
-            elif number == asked_line:
-                notes.append(f"{where} repeats the event id {event.event_id} of another event "
-                             f"of the account: a replay ignores it")
+        elif event.deal_id != asked.deal_id:
+            if not repeated and event.deal_id not in other_ids:
+                other_ids.add(event.deal_id)
+                others.append(Located(event, at))
+        elif deal is None and not repeated:
+            deal = (event, at)
+        elif number == asked_line and deal is not None:
+            notes.append(f"{where} repeats deal {event.deal_id} of {deal[1]}: a replay "
+                         f"ignores it and audits {deal[1]}")
+        elif number == asked_line:
+            notes.append(f"{where} repeats the event id {event.event_id} of another event "
+                         f"of the account: a replay ignores it")
     if deal is None:  # the engine never audits it: explained as written
         deal = (asked, where)
-    return DealInFile(deal[0], deal[1], churns, notes)
+    return DealInFile(deal[0], deal[1], churns, notes, others)

@@ -1,6 +1,12 @@
 """Why one rule did or did not fire for one deal: its filters condition by condition with the
 values compared, then what its kind tests (each churn of the account for a join, the upfront
-share for a deal rule, the deal's period for an aggregate).
+share for a deal rule, the deal's period and the measure's quantities for an aggregate, for a
+deal-after-deal the deal as the second of a pair with each other deal of the account as its
+first, then as the first with each later deal as its second).
+
+A kind this module does not know (a kind added as just its module) is explained by its filters
+alone, each as its spec's FILTERS names it (on the deal, or on each churn of the account), and
+the verdict of a replay.
 
 The conditions are evaluated from the rule's spec (conditions.py); the verdict on the last
 line is what a replay of the same file did (replayed.py), so the two can be compared: when
@@ -12,17 +18,32 @@ from dataclasses import dataclass, field
 
 from auditor.engine.alerts import Alert
 from auditor.engine.engine import DEFAULT_LATENESS_DAYS
-from auditor.engine.findings import join_alert, time_text
-from auditor.engine.periods import DAY, add_months, quarter_of
+from auditor.engine.findings import time_text
+from auditor.engine.periods import DAY, add_months
+from auditor.engine.state import AccountState
 from auditor.events.models import Churn, Deal
-from auditor.explain.conditions import FilterResult, explain_filter, number, show
+from auditor.explain.conditions import (
+    FilterResult,
+    explain_filter,
+    filter_text,
+    number,
+    show,
+)
 from auditor.explain.events import DealInFile, Located
 from auditor.explain.replayed import PeriodSeen, replay_for
 from auditor.explain.specs import AnySpec, RuleBook
-from auditor.rules.compiled import AggregateRule, DealRule, JoinRule
-from auditor.rules.filters import CHURN_FIELDS, DEAL_FIELDS
+from auditor.rules.compiled import CompiledRule, Found
 from auditor.rules.hints import did_you_mean
-from auditor.rules.schema import AggregateRuleSpec, DealRuleSpec, JoinRuleSpec
+from auditor.rules.kind import FIELDS_OF
+from auditor.rules.kinds import kinds
+from auditor.rules.kinds._join import JoinSpec
+from auditor.rules.kinds.aggregate import AggregateRule, AggregateRuleSpec, ChurnWindow
+from auditor.rules.kinds.churn_after_deal import ChurnAfterDeal
+from auditor.rules.kinds.deal import DealRule
+from auditor.rules.kinds.deal_after_churn import DealAfterChurn
+from auditor.rules.kinds.deal_after_deal import DealAfterDeal, DealAfterDealSpec
+from auditor.rules.measures import MeasureSpec, Quantity, QuantityParts, QuantitySpec
+from auditor.rules.spec import Filter
 
 THRESHOLD_SYMBOLS = {"above": ">", "below": "<", "at_least": ">=", "at_most": "<="}
 
@@ -60,6 +81,10 @@ def _yes(holds: bool) -> str:
     return "yes" if holds else "no"
 
 
+def _deals(count: float) -> str:
+    return f"{int(count)} deal{'' if count == 1 else 's'}"
+
+
 def _churn_title(loc: Located) -> str:
     churn = loc.event
     assert isinstance(churn, Churn)
@@ -77,11 +102,30 @@ def rule_spec(book: RuleBook, rule_id: str) -> AnySpec:
     return spec
 
 
+def kind_of(spec: AnySpec) -> str:
+    """The `kind:` the rule is written with: the registered kind whose spec it is."""
+    for name, kind in kinds().items():
+        if type(spec) is kind.spec:
+            return name
+    return type(spec).__name__
+
+
+def spec_filters(spec: AnySpec) -> list[tuple[str, str, Filter]]:
+    """(key, event, conditions) of each filter of the rule, as its kind's FILTERS names them:
+    the event ("deal" or "churn") is the one the conditions test."""
+    filters: list[tuple[str, str, Filter]] = []
+    for key, event in type(spec).FILTERS.items():
+        conditions: Filter = getattr(spec, key, None) or {}
+        filters.append((key, event, conditions))
+    return filters
+
+
 def explain(book: RuleBook, rule_id: str, found: DealInFile, path: str) -> Explanation:
     """Raises UnknownRule when no rule of the directory has that id."""
     spec = rule_spec(book, rule_id)
+    kind = kind_of(spec)
     deal = found.deal
-    out = Explanation(rule_id, spec.kind, f"{rule_id} ({spec.kind}) on deal {deal.deal_id} of "
+    out = Explanation(rule_id, kind, f"{rule_id} ({kind}) on deal {deal.deal_id} of "
                       f"account {deal.account_id} ({found.where}):")
     out.lines.extend(f"  note: {note}" for note in found.notes)
     if not spec.enabled:
@@ -90,18 +134,26 @@ def explain(book: RuleBook, rule_id: str, found: DealInFile, path: str) -> Expla
         out.reason = "the rule is disabled"
         return out
     rule = book.pack.by_id()[rule_id]
-    deal_filter = explain_filter("deal", spec.deal, DEAL_FIELDS, deal, book.lists)
-    out.lines.append("  deal filter:")
-    out.lines.extend(deal_filter.lines())
-    if isinstance(spec, DealRuleSpec):
-        assert isinstance(rule, DealRule)
-        _deal_rule(out, book, rule, deal, deal_filter, path)
-    elif isinstance(spec, JoinRuleSpec):
-        assert isinstance(rule, JoinRule)
-        _join_rule(out, book, spec, rule, found, deal_filter, path)
+    if isinstance(rule, DealAfterDeal) and isinstance(spec, DealAfterDealSpec):
+        _deal_after_deal(out, book, spec, rule, found, path)  # a filter for each role
+        return out
+    filters = spec_filters(spec)
+    deal_filters: list[tuple[str, FilterResult]] = []
+    for key, event, conditions in filters:
+        if event == "deal":
+            result = explain_filter("deal", conditions, FIELDS_OF[event], deal, book.lists)
+            deal_filters.append((key, result))
+            out.lines.append(f"  {key} filter:")
+            out.lines.extend(result.lines())
+    deal_holds = all(result.holds for _, result in deal_filters)
+    if isinstance(rule, DealRule):
+        _deal_rule(out, book, rule, deal, deal_holds, path)
+    elif isinstance(rule, ChurnAfterDeal | DealAfterChurn) and isinstance(spec, JoinSpec):
+        _join_rule(out, book, spec, rule, found, deal_holds, path)
+    elif isinstance(rule, AggregateRule) and isinstance(spec, AggregateRuleSpec):
+        _aggregate_rule(out, book, spec, rule, found, deal_holds, path)
     else:
-        assert isinstance(rule, AggregateRule)
-        _aggregate_rule(out, book, spec, rule, found, deal_filter, path)
+        _filters_only(out, book, filters, deal_filters, rule, found, path)
     return out
 
 
@@ -116,12 +168,12 @@ def _disagree(out: Explanation, path: str, detail: str = "") -> None:
 
 
 def _deal_rule(out: Explanation, book: RuleBook, rule: DealRule, deal: Deal,
-               deal_filter: FilterResult, path: str) -> None:
-    holds = deal_filter.holds
+               deal_holds: bool, path: str) -> None:
+    holds = deal_holds
     reason = "the deal filter does not hold"
     share = rule.min_upfront_share
     if holds and share is not None:
-        upfront = deal.paid_upfront >= share * deal.amount  # as the join stage tests it
+        upfront = deal.paid_upfront >= share * deal.amount  # as the rule tests it
         out.lines.append(
             f"  min_upfront_share: commission.paid_upfront {number(deal.paid_upfront)} >= "
             f"{show(share)} x commission.amount {number(deal.amount)} "
@@ -141,13 +193,24 @@ def _deal_rule(out: Explanation, book: RuleBook, rule: DealRule, deal: Deal,
         _disagree(out, path)
 
 
-def _join_rule(out: Explanation, book: RuleBook, spec: JoinRuleSpec, rule: JoinRule,
-               found: DealInFile, deal_filter: FilterResult, path: str) -> None:
+def _pair_alert(rule: CompiledRule, deal: Deal, churn: Churn, currency: str) -> Alert | None:
+    """The alert the rule raises on the deal with this one churn of its account: the rule's
+    own, from an account holding the churn only."""
+    state = AccountState()
+    state.churns.append(churn)
+    found = Found(currency)
+    rule.on_deal(deal, state, found)
+    return found.alerts[0] if found.alerts else None
+
+
+def _join_rule(out: Explanation, book: RuleBook, spec: JoinSpec,
+               rule: ChurnAfterDeal | DealAfterChurn, found: DealInFile, deal_holds: bool,
+               path: str) -> None:
     deal = found.deal
     currency = book.pack.currency.reporting
-    after = not rule.deal_after_churn
+    after = isinstance(rule, ChurnAfterDeal)
     qualifying: list[tuple[float, Located]] = []
-    if deal_filter.holds:
+    if deal_holds:
         if not found.churns:
             out.lines.append(f"  no churn of account {deal.account_id} in {path}")
         else:
@@ -157,7 +220,8 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinRuleSpec, rule: JoinR
             churn = loc.event
             assert isinstance(churn, Churn)
             out.lines.append(_churn_title(loc))
-            churn_filter = explain_filter("churn", spec.churn, CHURN_FIELDS, churn, book.lists)
+            churn_filter = explain_filter("churn", spec.churn, FIELDS_OF["churn"], churn,
+                                          book.lists)
             out.lines.append("    churn filter:")
             out.lines.extend(churn_filter.lines("      "))
             if after:
@@ -170,7 +234,7 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinRuleSpec, rule: JoinR
             out.lines.append(f"    {label}: {number(days)}, window 0..{show(rule.within_days)}"
                              f" ... {_yes(in_window)}")
             recovered = False
-            if after and rule.unless_clawback_covers:
+            if isinstance(rule, ChurnAfterDeal) and rule.unless_clawback_covers:
                 covers = deal.clawback_days > 0 and days <= deal.clawback_days
                 recovered = covers
                 if deal.clawback_days == 0:
@@ -189,8 +253,8 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinRuleSpec, rule: JoinR
                 out.lines.append("    -> not this churn: the deal's clawback recovers it")
             else:
                 qualifying.append((days, loc))
-                if after:
-                    alert = join_alert(rule, deal, churn, days, currency)
+                alert = _pair_alert(rule, deal, churn, currency) if after else None
+                if alert is not None:
                     out.lines.append(f"    -> this churn raises an alert: {_alert_text(alert)}")
                 else:
                     out.lines.append("    -> this churn qualifies")
@@ -207,7 +271,7 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinRuleSpec, rule: JoinR
             out.reason = (f"the deal came {number(float(alert.evidence.get('days', 0.0)))} days "
                           f"after churn {alert.evidence.get('churn_event_id')}, "
                           f"{_alert_text(alert)}")
-    elif not deal_filter.holds:
+    elif not deal_holds:
         out.reason = "the deal filter does not hold"
     elif not found.churns:
         out.reason = f"no churn of account {deal.account_id} in the file"
@@ -223,20 +287,162 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinRuleSpec, rule: JoinR
                       f" on which churns (the replay's alerts: {', '.join(sorted(got))})")
 
 
+# Deal-after-deal: the deal as the second of a pair, each other deal of the account tried as
+# its first; then the deal as the first, each later deal tried as its second.
+
+@dataclass(frozen=True, slots=True)
+class _Role:
+    """The deal in one role of the rule's pairs (first or second), as the conditions see it."""
+
+    name: str  # "first" or "second"
+    holds: bool  # the deal passes this role's filter
+    tried: int  # the account's deals tried in the other role
+    pairs: tuple[tuple[str, str], ...]  # (first deal id, second deal id) of each that qualifies
+
+    def why_not(self) -> str:
+        """Why no pair has the deal in this role."""
+        other = "first" if self.name == "second" else "second"
+        which = "other" if self.name == "second" else "later"
+        if not self.holds:
+            return f"the {self.name} filter does not hold"
+        if not self.tried:
+            return f"no {which} deal of the account in the file"
+        return f"none of the account's {self.tried} {which} deals qualifies as its {other}"
+
+
+def _deal_title(loc: Located, role: str) -> str:
+    deal = loc.event
+    assert isinstance(deal, Deal)
+    return (f"    deal {deal.deal_id} ({loc.where}, {time_text(deal.time)}, {deal.deal_type}, "
+            f"rep {deal.rep_id}) as the {role}:")
+
+
+def _deal_pair_alert(rule: DealAfterDeal, first: Deal, second: Deal,
+                     currency: str) -> Alert | None:
+    """The alert the rule raises on this pair: the rule's own, from an account holding the
+    first deal only."""
+    state = AccountState()
+    state.deals[first.deal_id] = first
+    found = Found(currency)
+    rule.on_deal(second, state, found)
+    return next((a for a in found.alerts if a.evidence.get("first_deal_id") == first.deal_id),
+                None)
+
+
+def _deal_role(out: Explanation, book: RuleBook, spec: DealAfterDealSpec, rule: DealAfterDeal,
+               found: DealInFile, path: str, role: str) -> _Role:
+    """The deal in `role` ("second" or "first"): its filter for that role, then each deal of
+    the account that could be the other of the pair (any other deal as its first; a deal
+    closed at or after it as its second)."""
+    deal = found.deal
+    as_second = role == "second"
+    other_role = "first" if as_second else "second"
+    own, others_filter = (spec.second, spec.first) if as_second else (spec.first, spec.second)
+    out.lines.append(f"  as the {role} deal:")
+    result = explain_filter("deal", own, FIELDS_OF["deal"], deal, book.lists)
+    out.lines.append(f"    {role} filter:")
+    out.lines.extend(result.lines("      "))
+    if not result.holds:
+        out.lines.append(f"    -> not the {role} deal of a pair: the {role} filter does not "
+                         f"hold")
+        return _Role(role, False, 0, ())
+    others = [loc for loc in found.deals if as_second or loc.event.time >= deal.time]
+    which = "other" if as_second else "later"
+    if not others:
+        out.lines.append(f"    no {which} deal of account {deal.account_id} in {path}")
+    else:
+        out.lines.append(f"    {which} deals of account {deal.account_id} in {path}: "
+                         f"{len(others)}")
+    pairs: list[tuple[str, str]] = []
+    for loc in others:
+        other = loc.event
+        assert isinstance(other, Deal)
+        first, second = (other, deal) if as_second else (deal, other)
+        out.lines.append(_deal_title(loc, other_role))
+        other_filter = explain_filter("deal", others_filter, FIELDS_OF["deal"], other,
+                                      book.lists)
+        out.lines.append(f"      {other_role} filter:")
+        out.lines.extend(other_filter.lines("        "))
+        days = (second.time - first.time) / DAY
+        in_window = 0 <= days <= rule.within_days
+        label = (f"days from deal {other.deal_id} to this one" if as_second
+                 else f"days from this one to deal {other.deal_id}")
+        out.lines.append(f"      {label}: {number(days)}, window 0..{show(rule.within_days)} "
+                         f"... {_yes(in_window)}")
+        same_rep = other.rep_id == deal.rep_id
+        if rule.same_rep:
+            out.lines.append(f"      same_rep: deal {other.deal_id} by {other.rep_id}, this one "
+                             f"by {deal.rep_id} ... {_yes(same_rep)}")
+        if not other_filter.holds:
+            out.lines.append(f"      -> not this pair: the {other_role} filter does not hold")
+        elif not in_window:
+            out.lines.append("      -> not this pair: outside the window")
+        elif rule.same_rep and not same_rep:
+            out.lines.append("      -> not this pair: not the same rep")
+        else:
+            pairs.append((first.deal_id, second.deal_id))
+            alert = _deal_pair_alert(rule, first, second, book.pack.currency.reporting)
+            if alert is not None:
+                out.lines.append(f"      -> this pair raises an alert: {_alert_text(alert)}")
+            else:
+                out.lines.append("      -> this pair qualifies")
+    return _Role(role, True, len(others), tuple(pairs))
+
+
+def _pair_ids(alert: Alert) -> tuple[str, str]:
+    return (str(alert.evidence.get("first_deal_id")), str(alert.evidence.get("second_deal_id")))
+
+
+def _deal_after_deal(out: Explanation, book: RuleBook, spec: DealAfterDealSpec,
+                     rule: DealAfterDeal, found: DealInFile, path: str) -> None:
+    deal = found.deal
+    as_second = _deal_role(out, book, spec, rule, found, path, "second")
+    as_first = _deal_role(out, book, spec, rule, found, path, "first")
+    expected = {*as_second.pairs, *as_first.pairs}
+    out.analysis_fires = bool(expected)
+    # The rule's alerts are about the second deal: with this one the first, about the other.
+    replayed = replay_for(book.pack, path, rule.meta.id, deal, named_as="first_deal_id")
+    alerts = [*replayed.alerts, *replayed.naming]
+    out.fires = bool(alerts)
+    if out.fires:
+        pairs = [f"deal {second} {number(float(a.evidence.get('days', 0.0)))} days after deal "
+                 f"{first}" for a in alerts for first, second in [_pair_ids(a)]]
+        out.reason = (f"{len(alerts)} alert{'s' if len(alerts) > 1 else ''} "
+                      f"({'; '.join(pairs)}), {_alert_text(alerts[0])}")
+    elif out.analysis_fires:
+        out.reason = "no alert about a pair of this deal in the replay"
+    else:
+        out.reason = (f"as the second deal, {as_second.why_not()}; as the first deal, "
+                      f"{as_first.why_not()}")
+    if out.fires != out.analysis_fires:
+        _disagree(out, path)
+    elif out.fires:
+        got = {_pair_ids(a) for a in alerts}
+        if got != expected:
+            shown = ", ".join(f"{second} after {first}" for first, second in sorted(got))
+            _disagree(out, path, f" on which pairs (the replay's alerts: {shown})")
+
+
 def _aggregate_rule(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
-                    rule: AggregateRule, found: DealInFile, deal_filter: FilterResult,
+                    rule: AggregateRule, found: DealInFile, deal_holds: bool,
                     path: str) -> None:
     deal = found.deal
-    if not deal_filter.holds:
+    if not deal_holds:
         out.reason = "the deal filter does not hold: the deal counts in no period of the rule"
         return
-    group = str(getattr(deal, rule.group_by))
-    period, _ = quarter_of(deal.time)
+    group = rule.group_of(deal)
+    if group is None:  # an optional field the deal left out
+        out.lines.append(f"  counts in: no group, the deal has no {rule.group_by}")
+        out.reason = f"the deal has no {rule.group_by}: it counts in no period of the rule"
+        return
+    period, _ = rule.period_of(deal.time)
     out.lines.append(f"  counts in: {rule.group_by} {group}, period {period} "
                      f"(closed_at {time_text(deal.time)})")
     churned = False
-    if rule.counts_churn:
-        churned = _churn_lines(out, book, spec, rule, found, path)
+    if rule.window is not None:
+        churned = _churn_lines(out, book, spec, rule.window, found, path)
+    measure = _measure_spec(book, spec)
+    out.lines.extend(_measure_lines(rule, measure, book))
     replayed = replay_for(book.pack, path, rule.meta.id, deal, group, period)
     seen = replayed.period
     where = f"{rule.group_by} {group} in {period}"
@@ -247,21 +453,22 @@ def _aggregate_rule(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
         out.reason = f"the replay counted no deal in {where}"
         _disagree(out, path, " (the deal is not counted in its period)")
         return
-    out.lines.append(f"  a replay of {path}, {where}: {seen.deals} deal"
-                     f"{'s' if seen.deals != 1 else ''}, this one "
+    out.lines.append(f"  a replay of {path}, {where}: {_deals(seen.deals)}, this one "
                      f"{'among them' if seen.counted else 'NOT among them'}")
-    out.lines.extend(_measure_lines(rule, seen))
+    out.lines.extend(_value_lines(rule, measure, seen, deal))
     op, limit = rule.threshold_op, rule.threshold
     fired = bool(replayed.alerts) and seen.counted
     if seen.value is None:
-        out.lines.append(f"    not evaluated: {_not_evaluated(rule, seen)}")
-        reason = f"{where} is not evaluated: {_not_evaluated(rule, seen)}"
+        why = _not_evaluated(rule, measure, seen)
+        out.lines.append(f"    not evaluated: {why}")
+        reason = f"{where} is not evaluated: {why}"
     else:
         crosses = rule.crosses(seen.value)
         out.lines.append(f"    value {number(seen.value)} {THRESHOLD_SYMBOLS[op]} "
                          f"{number(limit)} ({op}) ... {_yes(crosses)}")
         verb = "crosses" if crosses else "does not cross"
-        reason = f"{where}: {_measure_name(rule)} {number(seen.value)} {verb} {op} {number(limit)}"
+        reason = (f"{where}: {_measure_label(rule)} {number(seen.value)} {verb} {op} "
+                  f"{number(limit)}")
         if fired:
             reason += f", {_alert_text(replayed.alerts[0])}"
     out.analysis_fires = seen.counted and seen.value is not None and rule.crosses(seen.value)
@@ -269,35 +476,36 @@ def _aggregate_rule(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
     out.reason = reason
     if not seen.counted:
         _disagree(out, path, " (the deal is not counted in its period)")
-    elif rule.counts_churn and churned != seen.churned:
+    elif rule.window is not None and churned != seen.churned:
         _disagree(out, path, " on whether the deal churned")
     elif out.fires != out.analysis_fires:
         _disagree(out, path)
 
 
 def _churn_lines(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
-                 rule: AggregateRule, found: DealInFile, path: str) -> bool:
+                 window: ChurnWindow, found: DealInFile, path: str) -> bool:
     """Whether a churn of the account counts the deal as churned, churn by churn."""
     deal = found.deal
-    if rule.churn_within_months:
-        until = add_months(deal.time, rule.churn_within_months)
-        window = (f"after the close and within {rule.churn_within_months} months "
-                  f"(by {time_text(until)})")
+    if window.months:
+        until = add_months(deal.time, window.months)
+        span = (f"after the close and within {window.months} months "
+                f"(by {time_text(until)})")
     else:
-        window = f"0..{show(rule.churn_within_days)} days after the close"
+        span = f"0..{show(window.days)} days after the close"
     if not found.churns:
         out.lines.append(f"  churned: no churn of account {deal.account_id} in {path}")
         return False
-    out.lines.append(f"  churned (a churn {window}):")
+    out.lines.append(f"  churned (a churn {span}):")
     churned = False
     for loc in found.churns:
         churn = loc.event
         assert isinstance(churn, Churn)
         out.lines.append("  " + _churn_title(loc))
-        churn_filter = explain_filter("churn", spec.churn, CHURN_FIELDS, churn, book.lists)
+        churn_filter = explain_filter("churn", spec.churn, FIELDS_OF["churn"], churn,
+                                      book.lists)
         out.lines.append("      churn filter:")
         out.lines.extend(churn_filter.lines("        "))
-        in_window = rule.churned_in_window(deal.time, churn.time)
+        in_window = window.contains(deal.time, churn.time)
         days = (churn.time - deal.time) / DAY
         out.lines.append(f"      {number(days)} days after the close, in the window ... "
                          f"{_yes(in_window)}")
@@ -308,45 +516,154 @@ def _churn_lines(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
     return churned
 
 
-def _measure_name(rule: AggregateRule) -> str:
-    return rule.measure.replace("_", " ")
+# The aggregate's measure, described from its data: numerator / denominator, each a count or
+# a sum (a rate with `per`) over the period's deals that pass its `where`, churned or not.
+
+def _measure_spec(book: RuleBook, spec: AggregateRuleSpec) -> MeasureSpec:
+    if isinstance(spec.measure, MeasureSpec):
+        return spec.measure
+    return book.measures[spec.measure]  # the pack compiled: the name is defined
 
 
-def _measure_lines(rule: AggregateRule, seen: PeriodSeen) -> list[str]:
-    totals = seen.totals
-    paid = sum(t[1] for t in totals.values())
-    if rule.measure == "early_churn_share":
-        mark = ", this one among them" if seen.churned else ""
-        return [f"    churned within {show(rule.churn_within_days)} days: {seen.churned_count} "
-                f"of {seen.deals} deals{mark}"]
-    if rule.measure == "commission_retention":
-        mark = " (this deal's among the churned)" if seen.churned else ""
-        return [f"    commission paid {paid:,.2f}, on deals churned within "
-                f"{rule.churn_within_months} months {seen.churned_amount:,.2f}{mark}, "
-                f"retained {paid - seen.churned_amount:,.2f}"]
-    if rule.measure == "new_logo_commission_share":
-        new_logo = totals.get("new_logo", (0.0, 0.0, 0.0))[1]
-        return [f"    new-logo commission {new_logo:,.2f} of {paid:,.2f}"]
-    lines = []
-    for deal_type in ("renewal", "new_logo"):
-        count, commission, acv = totals.get(deal_type, (0.0, 0.0, 0.0))
-        rate = f", rate {number(commission / acv)}" if acv else ""
-        lines.append(f"    {deal_type}: {int(count)} deals, commission {commission:,.2f} "
-                     f"on ACV {acv:,.2f}{rate}")
+def _describe(rule: AggregateRule) -> str:
+    """The measure's `describe`, as the alert's sentence words it."""
+    months = rule.window.months if rule.window is not None else 0
+    return rule.measure.describe.replace("{months}", str(months))
+
+
+def _measure_label(rule: AggregateRule) -> str:
+    """How the verdict names the value: the measure's name, or its description."""
+    return rule.measure.name.replace("_", " ") if rule.measure.name else _describe(rule)
+
+
+def _quantity_label(place: str, spec: QuantitySpec) -> str:
+    return f"{place} ({spec.name})" if spec.name else place
+
+
+def _quantities(rule: AggregateRule, measure: MeasureSpec
+                ) -> tuple[tuple[str, QuantitySpec, Quantity], ...]:
+    return (("numerator", measure.numerator, rule.measure.numerator),
+            ("denominator", measure.denominator, rule.measure.denominator))
+
+
+def _quantity_text(spec: QuantitySpec, compiled: Quantity, book: RuleBook) -> str:
+    """`sum of commission.amount / sum of acv over deals with deal_type == renewal`."""
+    qualifiers: list[str] = []
+    if spec.where:
+        qualifiers.append(f"with {filter_text(spec.where, book.lists)}")
+    if spec.churned is not None:
+        qualifiers.append("counted as churned" if spec.churned else "not counted as churned")
+    deals = "deals " + ", ".join(qualifiers) if qualifiers else "deals"
+    if spec.sum is None:
+        text = f"number of {deals}"
+    else:
+        what = f"sum of {spec.sum}" + (f" / sum of {spec.per}" if spec.per else "")
+        text = f"{what} over {deals if qualifiers else 'all deals'}"
+    if compiled.min_deals:
+        text += f"; min_deals {compiled.min_deals}"
+    return text
+
+
+def _measure_lines(rule: AggregateRule, measure: MeasureSpec, book: RuleBook) -> list[str]:
+    name = f" {rule.measure.name}" if rule.measure.name else ""
+    value = "    value = numerator / denominator"
+    if rule.min_deals:
+        value += f"; min_deals {rule.min_deals} in the period"
+    lines = [f"  measure{name}: {_describe(rule)}", value]
+    for place, spec, compiled in _quantities(rule, measure):
+        lines.append(f"    {_quantity_label(place, spec)}: "
+                     f"{_quantity_text(spec, compiled, book)}")
     return lines
 
 
-def _not_evaluated(rule: AggregateRule, seen: PeriodSeen) -> str:
-    totals = seen.totals
-    if rule.measure == "renewal_rate_ratio":
-        renewal = totals.get("renewal", (0.0, 0.0, 0.0))
-        new_logo = totals.get("new_logo", (0.0, 0.0, 0.0))
-        need_r, need_n = rule.min_deals.get("renewal", 0), rule.min_deals.get("new_logo", 0)
-        if renewal[0] < need_r or new_logo[0] < need_n:
-            return (f"{int(renewal[0])} renewal and {int(new_logo[0])} new-logo deals, "
-                    f"min_deals renewal {need_r}, new_logo {need_n}")
-        return "a renewal or new-logo ACV of 0, or no new-logo commission"
-    need = rule.min_deals["all"]
-    if seen.deals < need:
-        return f"{seen.deals} deals, fewer than min_deals {need}"
-    return "no commission paid on its deals"
+def _among(compiled: Quantity, seen: PeriodSeen, deal: Deal) -> bool:
+    """The deal counts in the quantity: in the period, passing its `where`, churned as it
+    asks."""
+    return (seen.counted and (compiled.where is None or compiled.where(deal))
+            and (compiled.churned is None or compiled.churned == seen.churned))
+
+
+def _figures(spec: QuantitySpec, parts: QuantityParts) -> str:
+    """A quantity's figures in the period: its deals, and its sum (or rate)."""
+    if spec.sum is None:
+        return _deals(parts.deals)
+    summed = f"{_deals(parts.deals)}, {spec.sum} {parts.total:,.2f}"
+    if spec.per is None:
+        return summed
+    rate = f" = {number(parts.total / parts.per)}" if parts.per else ""
+    return f"{summed} / {spec.per} {parts.per:,.2f}{rate}"
+
+
+def _value_lines(rule: AggregateRule, measure: MeasureSpec, seen: PeriodSeen,
+                 deal: Deal) -> list[str]:
+    lines = []
+    for (place, spec, compiled), parts in zip(_quantities(rule, measure),
+                                              (seen.numerator, seen.denominator), strict=True):
+        mark = ", this one among them" if _among(compiled, seen, deal) else ""
+        lines.append(f"    {_quantity_label(place, spec)}: {_figures(spec, parts)}{mark}")
+    return lines
+
+
+def _not_evaluated(rule: AggregateRule, measure: MeasureSpec, seen: PeriodSeen) -> str:
+    """Why the period has no value: in the order the measure tests it."""
+    if seen.deals < rule.min_deals:
+        return f"{_deals(seen.deals)}, fewer than min_deals {rule.min_deals}"
+    for (place, spec, compiled), parts in zip(_quantities(rule, measure),
+                                              (seen.numerator, seen.denominator), strict=True):
+        label = _quantity_label(place, spec)
+        if parts.deals < compiled.min_deals:
+            return (f"{label} has {_deals(parts.deals)}, fewer than its min_deals "
+                    f"{compiled.min_deals}")
+        if parts.value is None:
+            return f"{label}: the sum of {spec.per} is 0"
+    return f"{_quantity_label('denominator', measure.denominator)} is 0"
+
+
+# A kind this module does not know: its filters, and the replay's verdict.
+
+def _filters_only(out: Explanation, book: RuleBook, filters: list[tuple[str, str, Filter]],
+                  deal_filters: list[tuple[str, FilterResult]], rule: CompiledRule,
+                  found: DealInFile, path: str) -> None:
+    deal = found.deal
+    deal_holds = all(result.holds for _, result in deal_filters)
+    churn_sides = [(key, conditions) for key, event, conditions in filters if event == "churn"]
+    passing = 0  # churns of the account passing every churn filter
+    if deal_holds and churn_sides:
+        if not found.churns:
+            out.lines.append(f"  no churn of account {deal.account_id} in {path}")
+        else:
+            out.lines.append(f"  churns of account {deal.account_id} in {path}: "
+                             f"{len(found.churns)}")
+        for loc in found.churns:
+            churn = loc.event
+            assert isinstance(churn, Churn)
+            out.lines.append(_churn_title(loc))
+            holds = True
+            for key, conditions in churn_sides:
+                result = explain_filter("churn", conditions, FIELDS_OF["churn"], churn,
+                                        book.lists)
+                out.lines.append(f"    {key} filter:")
+                out.lines.extend(result.lines("      "))
+                holds = holds and result.holds
+            passing += holds
+            out.lines.append(f"    -> {'passes' if holds else 'does not pass'} the rule's "
+                             f"churn filters")
+    out.analysis_fires = deal_holds and (not churn_sides or passing > 0)
+    if out.analysis_fires:
+        out.lines.append(f"  what else a {out.kind} rule tests is not broken down here: the "
+                         f"verdict is a replay's")
+    replayed = replay_for(book.pack, path, rule.meta.id, deal)
+    out.fires = bool(replayed.alerts)
+    if out.fires:
+        count = len(replayed.alerts)
+        out.reason = (f"{count} alert{'s' if count > 1 else ''}, "
+                      f"{_alert_text(replayed.alerts[0])}")
+    elif not deal_holds:
+        failed = next(key for key, result in deal_filters if not result.holds)
+        out.reason = f"the {failed} filter does not hold"
+    elif churn_sides and not found.churns:
+        out.reason = f"no churn of account {deal.account_id} in the file"
+    elif churn_sides and not passing:
+        out.reason = f"none of the account's {len(found.churns)} churns passes its filters"
+    else:
+        out.reason = "no alert about the deal in the replay"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from auditor.engine.aggregate_stage import AggregateStage, measure
+from auditor.engine.aggregate_stage import AggregateStage
 from auditor.engine.alerts import Alert
 from auditor.engine.engine import DEFAULT_LATENESS_DAYS
 from auditor.engine.facts import member
@@ -14,7 +14,9 @@ from auditor.engine.periods import DAY
 from auditor.engine.state import AggregateState
 from auditor.events.models import Deal
 from auditor.replay.runner import Replay
-from auditor.rules.compiled import AggregateRule, RulePack
+from auditor.rules.kinds.aggregate import AggregateRule
+from auditor.rules.measures import QuantityParts
+from auditor.rules.pack import RulePack
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +26,18 @@ class PeriodSeen:
     value: float | None  # None: not evaluated (too few deals, or nothing to divide by)
     deals: int
     counted: bool  # the deal is one of them
-    churned_count: int  # of them, counted as churned (churn measures)
-    churned: bool  # the deal is
-    churned_amount: float  # the commission of the churned ones
-    totals: dict[str, tuple[float, float, float]]  # deal_type -> (deals, commission, acv)
+    churned: bool  # the deal is one of them, counted as churned
+    sums: tuple[float, ...]  # the measure's sums over the deals
+    churned_sums: tuple[float, ...]  # ... over those counted as churned
+    numerator: QuantityParts  # the measure's quantities, as its value read them
+    denominator: QuantityParts
 
 
 @dataclass
 class Replayed:
     alerts: list[Alert] = field(default_factory=list)  # of the rule, about the deal or period
+    # Of the rule, about another deal of the account, the deal named in their evidence.
+    naming: list[Alert] = field(default_factory=list)
     period: PeriodSeen | None = None  # aggregate rules: None when never evaluated
 
 
@@ -49,26 +54,34 @@ class _Watched(AggregateStage):
     def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
                   alerts: list[Alert]) -> None:
         if key == self.key:
+            counted = self.deal_key in state.deals
+            numerator, denominator = rule.measure.parts(state.sums, state.churned_sums)
             self.seen = PeriodSeen(
-                measure(rule, state), len(state.deals), self.deal_key in state.deals,
-                state.churned_count, self.deal_key in state.churned and
-                self.deal_key in state.deals, state.churned_amount,
-                {t: (v[0], v[1], v[2]) for t, v in state.totals.items()})
+                rule.value(state), len(state.deals), counted,
+                counted and self.deal_key in state.churned, tuple(state.sums),
+                tuple(state.churned_sums), numerator, denominator)
         super()._evaluate(rule, state, key, alerts)
 
 
 def replay_for(pack: RulePack, path: str, rule_id: str, deal: Deal,
-               group: str | None = None, period: str | None = None) -> Replayed:
+               group: str | None = None, period: str | None = None,
+               named_as: str | None = None) -> Replayed:
     """Replay `path` under `pack`; keep the rule's alerts about `deal` or, with `group` and
-    `period` (an aggregate rule), about that period of the deal's group."""
+    `period` (an aggregate rule), about that period of the deal's group. With `named_as` (an
+    evidence key, e.g. `first_deal_id`), also keep in `naming` the rule's alerts about other
+    deals of the account whose evidence names the deal under that key."""
     found = Replayed()
 
     def keep(alert: Alert) -> None:
         if alert.rule != rule_id:
             return
         if period is None:
-            if alert.account_id == deal.account_id and alert.deal_id == deal.deal_id:
+            if alert.account_id != deal.account_id:
+                return
+            if alert.deal_id == deal.deal_id:
                 found.alerts.append(alert)
+            elif named_as is not None and alert.evidence.get(named_as) == deal.deal_id:
+                found.naming.append(alert)
         elif alert.group == group and alert.period == period:
             found.alerts.append(alert)
 

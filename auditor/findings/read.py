@@ -18,8 +18,6 @@ from typing import Any
 
 MONEY_CLASSES = ("unrecovered", "recoverable", "exposure", "overpaid")
 UNCLASSIFIED = "unclassified"
-# Finding kinds about one deal; the others (aggregate, plan) are about a group.
-DEAL_KINDS = ("deal", "churn-after-deal", "deal-after-churn")
 
 
 @dataclass(frozen=True, slots=True)

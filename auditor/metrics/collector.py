@@ -64,6 +64,28 @@ class AuditorCollector(Collector):
         for risk_key, amount in c.at_risk_series():
             at_risk.add_metric(risk_key, round(amount, 2))
         yield at_risk
+        trial = CounterMetricFamily(
+            "auditor_experimental_alerts",
+            "Findings of experimental rules (status: experimental): on trial, not in "
+            "auditor_alerts_total nor in any money metric.", labels=("rule", "severity", "team"))
+        for key, n in c.alert_series(experimental=True):
+            trial.add_metric(key, n)
+        yield trial
+        trial_risk = CounterMetricFamily(
+            "auditor_experimental_commission_at_risk",
+            "Commission experimental rules' findings would put at risk, per rule and class.",
+            labels=("rule", "team", "currency", "class"))
+        for risk_key, amount in c.at_risk_series(experimental=True):
+            trial_risk.add_metric(risk_key, round(amount, 2))
+        yield trial_risk
+        excepted = CounterMetricFamily(
+            "auditor_excepted_findings",
+            "Findings an exception of their rule kept from being alerts (rule files' "
+            "exceptions:): not in auditor_alerts_total nor in any money metric.",
+            labels=("rule", "exception"))
+        for excepted_key, n in c.excepted_series():
+            excepted.add_metric(excepted_key, n)
+        yield excepted
         paid = CounterMetricFamily(
             "auditor_commission_paid",
             "Commission paid on processed deals (duplicates excluded), in the reporting currency.",

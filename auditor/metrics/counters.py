@@ -5,7 +5,7 @@ increments. The exporter (collector.py) turns them into metric families at scrap
 
 Labelled counters whose label values are known in advance are exported at 0 from the start, so
 `increase()` sees their first increment: the event outcomes, the dead-letter reasons, and the
-findings of the rules in force (`declare_rules`). The dicts below hold only what was counted;
+findings of the rules in force and of their exceptions (`declare_rules`). The dicts below hold only what was counted;
 the zeros are added at export (`*_series`), so a rule removed by a reload loses its zero series
 but keeps the values it counted: a counter never goes backwards.
 """
@@ -19,12 +19,10 @@ from dataclasses import dataclass
 
 from auditor.engine.alerts import Alert
 from auditor.engine.periods import quarter_of
-from auditor.engine.plan_check import RULE as PLAN_CONTRADICTION
-from auditor.engine.retention import MEASURE as RETENTION
 from auditor.engine.retention import RetentionValue
 from auditor.events.deadletter import REASONS, DeadLetter
 from auditor.events.models import EVENT_TYPES
-from auditor.rules.compiled import AggregateRule, DealRule, JoinRule, RulePack
+from auditor.rules.pack import DEFAULT_BOUNDED, RulePack
 
 MAX_RETENTION_FIGURES = 4000  # periods x groups kept for the retention gauge
 PAID = "paid"  # commission paid, beside the money classes in RunCounters.money_by_quarter
@@ -49,29 +47,15 @@ class DeclaredRule:
     # (True: not known in advance), or always "" (aggregates by plan or rep).
     by_team: bool
     classes: tuple[str, ...]  # the money classes of what its findings put at risk, if any
-
-
-def _classes(rule: DealRule | JoinRule | AggregateRule) -> tuple[str, ...]:
-    money = rule.money
-    if rule.at_risk == "none" or money is None:
-        return ()
-    return tuple(sorted({money.otherwise, money.clawback_covers or money.otherwise}))
+    experimental: bool = False  # counted apart, out of finance's figures
 
 
 def declared_rules(rules: RulePack) -> tuple[DeclaredRule, ...]:
     """The findings each rule of `rules` can count: its id, severities (every tier of a join
     rule), whether they carry a team, the money classes they can put at risk."""
-    declared = [DeclaredRule(r.meta.id, (r.severity,), True, _classes(r))
-                for r in rules.deal_rules]
-    for j in rules.join_rules:
-        tiers = ((j.severity,) if j.severity is not None
-                 else (*(s for _, s in j.severity_tiers), j.severity_otherwise))
-        declared.append(DeclaredRule(j.meta.id, tuple(sorted(set(tiers))), True, _classes(j)))
-    declared += [DeclaredRule(a.meta.id, (a.severity,), a.group_by == "team", _classes(a))
-                 for a in rules.aggregate_rules]
-    if rules.plans is not None:  # the engine checks every deal against its registered plan
-        declared.append(DeclaredRule(PLAN_CONTRADICTION, ("warning",), True, ("overpaid",)))
-    return tuple(declared)
+    return tuple(DeclaredRule(r.meta.id, r.severities(), r.team_known(), r.money_classes(),
+                              r.meta.status == "experimental")
+                 for r in rules.account_rules)
 
 
 class Histogram:
@@ -106,7 +90,12 @@ class RunCounters:
         self.events: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.deadletters: defaultdict[str, int] = defaultdict(int)
         self.alerts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        # Findings of experimental rules, by the same keys: kept apart from the two above.
+        self.trial_alerts: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.trial_at_risk: defaultdict[tuple[str, str, str, str], float] = defaultdict(float)
         self.last_alert: dict[tuple[str, str, str], float] = {}
+        # Findings an exception kept from being alerts, by (rule, exception).
+        self.excepted_findings: defaultdict[tuple[str, str], int] = defaultdict(int)
         # (rule, team, currency, class): per rule, so a deal flagged by two rules is in both.
         self.at_risk: defaultdict[tuple[str, str, str, str], float] = defaultdict(float)
         # Commission paid on processed deals, by (plan_id, team, currency).
@@ -130,6 +119,8 @@ class RunCounters:
         self.watermark = 0.0
         # Replaced, never mutated, so a scrape on another thread reads a consistent set.
         self.declared: tuple[DeclaredRule, ...] = ()
+        self.declared_exceptions: tuple[tuple[str, str], ...] = ()  # (rule, exception)
+        self.bounded: frozenset[str] = frozenset(DEFAULT_BOUNDED)
         self.currency = "USD"  # the reporting currency of the rules in force
         # Teams seen in findings so far: teams are not known in advance, but once one is seen,
         # the other rules' first findings for it are counted from 0.
@@ -145,13 +136,21 @@ class RunCounters:
         if key[2] and key[2] not in self._team_set:  # a team seen for the first time
             self._team_set.add(key[2])
             self.teams = (*self.teams, key[2])
-        self.alerts[key] += 1
-        self.last_alert[key] = self._now()
+        counts = alert.counts
+        if counts:
+            self.alerts[key] += 1
+            self.last_alert[key] = self._now()
+        else:
+            self.trial_alerts[key] += 1
         if alert.at_risk:
+            at_risk = self.at_risk if counts else self.trial_at_risk
             by_class = alert.evidence.get("money") or {alert.money_class or "unclassified":
                                                        alert.at_risk}
             for money_class, amount in by_class.items():
-                self.at_risk[alert.rule, key[2], alert.currency, money_class] += amount
+                at_risk[alert.rule, key[2], alert.currency, money_class] += amount
+
+    def excepted(self, rule: str, exception: str) -> None:
+        self.excepted_findings[rule, exception] += 1
 
     def commission_paid(self, plan_id: str, team: str, time: float, amount: float) -> None:
         self.paid[plan_id, team, self.currency] += amount
@@ -181,8 +180,12 @@ class RunCounters:
         load and at every reload (`rules_reloaded(pack)` does both)."""
         self.currency = rules.currency.reporting
         self.declared = declared_rules(rules)
+        self.declared_exceptions = tuple((r.meta.id, e.name) for r in rules.rules
+                                         for e in r.meta.exceptions)
+        # Group-by fields whose values may be metric labels.
+        self.bounded = frozenset(rules.bounded_dimensions)
         self.retention_targets = {r.group_by: r.threshold for r in rules.aggregate_rules
-                                  if r.measure == RETENTION}
+                                  if r.measure.kpi}
 
     def rules_reloaded(self, loaded: RulePack | int | None) -> None:
         """The rules now in force (or just their number), or None when a reload was refused.
@@ -217,32 +220,46 @@ class RunCounters:
         series.update(self.deadletters)
         return sorted(series.items())
 
-    def alert_series(self) -> list[tuple[tuple[str, str, str], int]]:
+    def alert_series(self, experimental: bool = False
+                     ) -> list[tuple[tuple[str, str, str], int]]:
+        """Findings by (rule, severity, team), at 0 for what the rules in force can find; of
+        the experimental rules alone with `experimental`."""
         teams = self.teams
         series: dict[tuple[str, str, str], int] = {}
         for declared in self.declared:
+            if declared.experimental != experimental:
+                continue
             for severity in declared.severities:
                 for team in teams if declared.by_team else ("",):
                     series[declared.rule, severity, team] = 0
-        series.update(self.alerts)
+        series.update(self.trial_alerts if experimental else self.alerts)
+        return sorted(series.items())
+
+    def excepted_series(self) -> list[tuple[tuple[str, str], int]]:
+        """Excepted findings by (rule, exception), at 0 for every exception in force."""
+        series = dict.fromkeys(self.declared_exceptions, 0)
+        series.update(self.excepted_findings)
         return sorted(series.items())
 
     def flagged_series(self) -> list[tuple[tuple[str, str, str, str], float]]:
         """Every class any rule in force can flag, at 0 for each plan and team paid so far
         (a deal is paid before any finding flags it)."""
-        classes = sorted({c for d in self.declared for c in d.classes})
+        classes = sorted({c for d in self.declared if not d.experimental for c in d.classes})
         series: dict[tuple[str, str, str, str], float] = {
             (money_class, plan_id, team, currency): 0.0
             for plan_id, team, currency in self.paid for money_class in classes}
         series.update(self.flagged)
         return sorted(series.items())
 
-    def at_risk_series(self) -> list[tuple[tuple[str, str, str, str], float]]:
+    def at_risk_series(self, experimental: bool = False
+                       ) -> list[tuple[tuple[str, str, str, str], float]]:
         teams, currency = self.teams, self.currency
         series: dict[tuple[str, str, str, str], float] = {}
         for declared in self.declared:
+            if declared.experimental != experimental:
+                continue
             for money_class in declared.classes:
                 for team in teams if declared.by_team else ("",):
                     series[declared.rule, team, currency, money_class] = 0.0
-        series.update(self.at_risk)
+        series.update(self.trial_at_risk if experimental else self.at_risk)
         return sorted(series.items())

@@ -37,8 +37,10 @@ class RetentionCollector(Collector):
             "whose account had no full churn within the rule's months; status settled once "
             "that time (and the allowed lateness) has passed, else live (an estimate).",
             labels=("group_by", "group", "period", "status"))
+        bounded = self.counters.bounded
         for figure in retention_figures(self.counters, self.live):
-            if figure.share is not None:
+            # Groups by an unbounded field (rep_id, say) stay in the alerts and the summary.
+            if figure.share is not None and figure.group_by in bounded:
                 ratio.add_metric((figure.group_by, figure.group, figure.period, figure.status),
                                  figure.share)
         yield ratio
@@ -47,5 +49,6 @@ class RetentionCollector(Collector):
             "The share below which a commission-retention rule finds a plan or team.",
             labels=("group_by",))
         for group_by, threshold in sorted(self.counters.retention_targets.items()):
-            target.add_metric((group_by,), threshold)
+            if group_by in bounded:
+                target.add_metric((group_by,), threshold)
         yield target

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from auditor.engine.alerts import Alert, alert_id
-from auditor.plans.registry import PlanRegistry, PlanSpec
+from auditor.rules.plans import PlanRegistry, PlanSpec
 
 FINDINGS = ("plan-renewals-underpaid", "plan-no-clawback", "plan-tcv-upfront",
             "plan-new-logo-accelerators-only")

@@ -8,7 +8,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from auditor.plans.audit import FINDINGS, audit
-from auditor.plans.registry import PlanRegistry
+from auditor.rules.plans import PlanRegistry
 
 
 class PlanFindingsCollector(Collector):

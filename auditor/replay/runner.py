@@ -19,7 +19,7 @@ from auditor.events.decode import EventDecoder
 from auditor.intake import Intake
 from auditor.metrics.counters import RunCounters
 from auditor.replay.progress import Progress
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 
 AlertHandler = Callable[[Alert], None]
 

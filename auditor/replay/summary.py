@@ -28,9 +28,12 @@ class FindingsDigest:
         self.money: defaultdict[tuple[str, str], float] = defaultdict(float)
         self.findings: Counter[tuple[str, str]] = Counter()
         self.examples: defaultdict[str, list[Alert]] = defaultdict(list)
+        self.experimental: set[str] = set()  # rules on trial: their money is not counted
 
     def add(self, alert: Alert) -> None:
         self.by_rule[alert.rule, alert.severity] += 1
+        if not alert.counts:
+            self.experimental.add(alert.rule)
         if alert.at_risk:
             for money_class, amount in (alert.evidence.get("money") or {
                     alert.money_class or "unclassified": alert.at_risk}).items():
@@ -60,6 +63,11 @@ class FindingsDigest:
                 share = f"{amount / paid:6.1%}" if paid else "     -"
                 out.append(f"  {money_class:<12} {amount:>16,.2f} {currency}  {share}")
         out += _retention_lines(data["retention"])
+        if data["excepted"]:
+            out.append("findings excepted by the rules' exceptions (not alerts, no money "
+                       "counted):")
+            for row in data["excepted"]:
+                out.append(f"  {row['rule']:<26} {row['exception']:<26} {row['findings']:>7,}")
         if not self.by_rule:
             out.append("findings: none")
             return "\n".join(out)
@@ -67,11 +75,14 @@ class FindingsDigest:
                    "by two rules is in both)")
         rows = sorted(self.by_rule.items(), key=lambda kv: (SEVERITY_ORDER.get(kv[0][1], 9),
                                                              kv[0][0]))
+        trial = " (experimental: not in the totals)"
         for (rule, severity), n in rows:
-            out.append(f"  {severity:<8} {rule:<26} {n:>7,}")
+            out.append(f"  {severity:<8} {rule:<26} {n:>7,}"
+                       + (trial if rule in self.experimental else ""))
         for row in data["money"]["by_rule"]:
             out.append(f"    {row['rule']:<32} {row['class']:<12} "
-                       f"{row['amount']:>16,.2f} {currency}")
+                       f"{row['amount']:>16,.2f} {currency}"
+                       + (trial if row["rule"] in self.experimental else ""))
         out.append("examples:")
         for rule in sorted(self.examples):
             for alert in self.examples[rule]:
@@ -131,6 +142,8 @@ def summary_data(counters: RunCounters, digest: FindingsDigest,
                             digest.money.items(),
                             key=lambda kv: (kv[0][0], _class_order(kv[0][1])))],
         },
+        "excepted": [{"rule": rule, "exception": exception, "findings": n}
+                     for (rule, exception), n in counters.excepted_series()],
         "retention": {
             "months": max((f.months for f in figures), default=12),
             "rows": [{"group_by": f.group_by, "group": f.group, "period": f.period,

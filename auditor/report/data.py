@@ -192,7 +192,7 @@ def load_whatif(path: Path) -> Part[WhatIf]:
 
 def load_plan_audit(rules: Path) -> Part[PlanAudit]:
     """The static plan audit of `auditor plans audit`, on `rules`/plans.yaml."""
-    from auditor.plans.registry import load_plans
+    from auditor.rules.plans import load_plans
 
     try:
         registry = load_plans(rules)

@@ -5,7 +5,9 @@ condition off (never true) or make it meaningless (always true).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,6 +22,9 @@ class Domain:
     low: float | None = None  # inclusive bounds of a number
     high: float | None = None
     pattern: str | None = None  # text
+    # The field may be left out of an event: its value is then None, which no filter value
+    # equals (filters.py says what each condition makes of it).
+    optional: bool = False
 
     @property
     def numeric(self) -> bool:
@@ -71,6 +76,11 @@ def field_domains(model: type[Any]) -> dict[str, Domain]:
 
 
 def _domain(annotation: Any, metadata: list[Any]) -> Domain:
+    args = typing.get_args(annotation)
+    if type(None) in args and typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        # `X | None`: a field that may be missing, whose values when present are X's.
+        (present,) = [a for a in args if a is not type(None)]
+        return dataclasses.replace(_domain(present, metadata), optional=True)
     if typing.get_origin(annotation) is Literal:
         return Domain("enum", tuple(str(v) for v in typing.get_args(annotation)))
     # Field(ge=..., le=...) arrives as annotated_types.Ge / Le objects in the metadata.

@@ -14,7 +14,7 @@ from typing import Any
 
 from auditor.rules.domains import Domain
 from auditor.rules.hints import did_you_mean
-from auditor.rules.schema import Comparison, Condition
+from auditor.rules.spec import Comparison, Condition
 
 Loc = tuple[str | int, ...]
 

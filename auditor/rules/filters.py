@@ -10,7 +10,7 @@ from operator import attrgetter, ge, gt, le, lt
 from typing import Any
 
 from auditor.rules.domains import CHURN_DOMAINS, DEAL_DOMAINS
-from auditor.rules.schema import Comparison, Condition
+from auditor.rules.spec import Comparison, Condition
 
 Predicate = Callable[[Any], bool]
 
@@ -19,7 +19,7 @@ DEAL_FIELDS: dict[str, str] = {
     name: name
     for name in (
         "event_id", "deal_id", "account_id", "rep_id", "team", "plan_id", "deal_type",
-        "term_months", "acv", "tcv", "discount_pct", "currency",
+        "term_months", "acv", "tcv", "discount_pct", "currency", "region", "manager_id",
     )
 } | {
     "commission.amount": "amount",
@@ -33,6 +33,11 @@ CHURN_FIELDS: dict[str, str] = {
 }
 # Read from the event contract, as filter_check.py does with each field's domain.
 NUMERIC = {attr for attr, domain in (DEAL_DOMAINS | CHURN_DOMAINS).items() if domain.numeric}
+# Fields an event may leave out (region, manager_id): their value is then None, a value of its
+# own that no filter value equals. So `field: x`, `eq`, `in` and `in_list` do not hold for a
+# missing field, and `ne`, `not_in` and `not_in_list` do (each the negation of its positive
+# form, as for any value); an ordered comparison (gt, gte, lt, lte) does not hold either.
+OPTIONAL = {attr for attr, domain in (DEAL_DOMAINS | CHURN_DOMAINS).items() if domain.optional}
 
 
 _FLIPPED = {"gt": lt, "gte": le, "lt": gt, "lte": ge}
@@ -94,7 +99,8 @@ def _compile_condition(name: str, attr: str, condition: Condition, lists: NamedL
     for op, bound in ordered.items():
         if bound is not None:
             # partial(lt, bound)(v) is bound < v, i.e. v > bound.
-            checks.append(partial(_FLIPPED[op], bound))
+            compare = partial(_FLIPPED[op], bound)
+            checks.append(_present(compare) if attr in OPTIONAL else compare)
     if condition.in_ is not None:
         checks.append(frozenset(condition.in_).__contains__)
     if condition.not_in is not None:
@@ -110,6 +116,11 @@ def _compile_condition(name: str, attr: str, condition: Condition, lists: NamedL
     if len(checks) == 1:
         return checks[0]
     return lambda v: all(check(v) for check in checks)
+
+
+def _present(compare: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """An ordered comparison that is false for a missing value (None orders against nothing)."""
+    return lambda v: v is not None and compare(v)
 
 
 def _named(field: str, list_name: str, lists: NamedLists) -> Sequence[Any]:

@@ -8,54 +8,65 @@ whole directory, so at start-up and hot reload the rules in force stay in force.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
 from auditor.errors import RuleError, RuleErrors
 from auditor.events.currency import CurrencyTable
-from auditor.rules.compiled import (
-    AggregateRule,
-    DealRule,
-    JoinRule,
-    MoneyClass,
-    RuleMeta,
-    RulePack,
-)
+from auditor.rules.compiled import CompiledRule, RuleMeta
 from auditor.rules.domains import CHURN_DOMAINS, DEAL_DOMAINS
+from auditor.rules.exceptions import RuleException
 from auditor.rules.filter_check import Problem, check_filter
 from auditor.rules.filters import CHURN_FIELDS, DEAL_FIELDS, FilterError, compile_filter
 from auditor.rules.hints import did_you_mean
+from auditor.rules.kind import CompileContext, SpecError
+from auditor.rules.kinds import kinds
+from auditor.rules.kinds.aggregate import Groupable
+from auditor.rules.measures import MeasureSpec, measure_filters
+from auditor.rules.pack import DEFAULT_BOUNDED, RulePack
+from auditor.rules.plans import load_plans
 from auditor.rules.schema import (
-    THRESHOLD_OPS,
-    AggregateRuleSpec,
-    Condition,
+    TOP_KEYS,
     CurrencyFile,
-    DealRuleSpec,
-    Filter,
-    JoinRuleSpec,
     ListName,
-    RuleFile,
-    RuleSpec,
+    MeasureName,
+    rule_adapter,
+    rule_file_model,
+)
+from auditor.rules.spec import (
+    EXCEPTION_KEYS,
+    STATUS_LABEL,
+    Comparison,
+    Condition,
+    Filter,
+    RuleExceptionSpec,
+    RuleSpecBase,
     Scalar,
 )
-from auditor.rules.validation import model_keys, validate
+from auditor.rules.validation import SchemaProblem, model_keys, validate, validate_all
 from auditor.rules.yaml_source import YamlDocument, load_yaml
 
 CURRENCY_FILE = "currency.yaml"
+BUILTIN_MEASURES = Path(__file__).with_name("builtin_measures.yaml")
 # Files in a rules directory that are not rule files.
 NOT_RULE_FILES = {CURRENCY_FILE, "plans.yaml"}
 
-M = TypeVar("M", bound=BaseModel)
-
-_RULE: TypeAdapter[Any] = TypeAdapter(RuleSpec)
-_RULE_KEYS = model_keys(RuleFile)
 _CONDITION: TypeAdapter[Condition] = TypeAdapter(Condition)
 _LIST_NAME: TypeAdapter[str] = TypeAdapter(ListName)
 _LIST_VALUES: TypeAdapter[list[Any]] = TypeAdapter(list[Scalar])
-_SIDES = {"deal": (DEAL_FIELDS, DEAL_DOMAINS), "churn": (CHURN_FIELDS, CHURN_DOMAINS)}
+_MEASURE_NAME: TypeAdapter[str] = TypeAdapter(MeasureName)
+_MEASURE: TypeAdapter[MeasureSpec] = TypeAdapter(MeasureSpec)
+_BOUNDED: TypeAdapter[list[str]] = TypeAdapter(list[Groupable])
+_EVENTS = {"deal": (DEAL_FIELDS, DEAL_DOMAINS), "churn": (CHURN_FIELDS, CHURN_DOMAINS)}
+# A rule whose kind is unknown (already an error): its filters are checked as these.
+_DEFAULT_FILTERS = {"deal": "deal", "churn": "churn"}
+# A schema problem's path inside a rule's exceptions: `exceptions.2.reason: ...`.
+_EXCEPTION_PATH = re.compile(r"^exceptions\.(\d+)(\.|(?=:))")
 
 
 def default_rules_dir() -> Path:
@@ -72,10 +83,17 @@ class _Lists:
     where: dict[str, tuple[YamlDocument, str]] = field(default_factory=dict)  # doc, file:line
     unreadable: bool = False  # a file's lists could not be read: any name may be defined there
     reported: set[tuple[str, int]] = field(default_factory=set)  # entries already in error
+    # Named measures, and names whose definition failed its check (not also "unknown").
+    measures: dict[str, MeasureSpec] = field(default_factory=dict)
+    measure_where: dict[str, str] = field(default_factory=dict)
+    broken_measures: set[str] = field(default_factory=set)
+    bounded: list[str] | None = None  # bounded_dimensions, from every file that gives them
 
 
-def load_rule_pack(directory: Path) -> RulePack:
-    """Load every rule file in `directory`; raise RuleErrors listing all problems, if any."""
+def load_rule_pack(directory: Path, today: date | None = None) -> RulePack:
+    """Load every rule file in `directory`; raise RuleErrors listing all problems, if any.
+    With `today`, an exception that expired before it is one of them (`rules check`); to run,
+    an expired exception loads and matches nothing after its day."""
     if not directory.is_dir():
         raise RuleErrors([RuleError("rules directory not found", str(directory))])
     errors: list[RuleError] = []
@@ -100,17 +118,18 @@ def load_rule_pack(directory: Path) -> RulePack:
         if _read_top(doc, errors, lists):  # lists first: any rule may use any list
             docs.append(doc)
 
-    rules: list[DealRule | JoinRule | AggregateRule] = []
+    # Measures after lists (their filters may use any list), the built-in ones first.
+    for doc in [load_yaml(BUILTIN_MEASURES), *docs]:
+        _read_measures(doc, lists, errors)
+    rules: list[CompiledRule] = []
     first_seen: dict[str, str] = {}  # every rule id, enabled or not
     for doc in docs:
         raw_rules = doc.data.get("rules", [])
         for index in range(len(raw_rules)):
-            rule = _load_rule(doc, index, lists, first_seen, errors)
+            rule = _load_rule(doc, index, lists, first_seen, errors, today)
             if rule is not None:
                 rules.append(rule)
     enabled = {r.meta.id for r in rules}
-    from auditor.plans.registry import load_plans  # it uses validate_document below
-
     plans = None
     try:
         plans = load_plans(directory)
@@ -119,25 +138,30 @@ def load_rule_pack(directory: Path) -> RulePack:
     if errors:  # in file order, whichever check found them
         errors.sort(key=lambda e: (e.source or "", e.line or 0))
         raise RuleErrors(errors)
-    return RulePack(tuple(r for r in rules if isinstance(r, DealRule)),
-                    tuple(r for r in rules if isinstance(r, JoinRule)),
-                    tuple(r for r in rules if isinstance(r, AggregateRule)),
-                    currency, tuple(sources), plans,
-                    tuple(sorted(set(first_seen) - enabled)))
+    bounded = tuple(lists.bounded) if lists.bounded is not None else DEFAULT_BOUNDED
+    return RulePack(tuple(rules), currency, tuple(sources), plans,
+                    tuple(sorted(set(first_seen) - enabled)), bounded)
 
 
 def _read_top(doc: YamlDocument, errors: list[RuleError], lists: _Lists) -> bool:
     """Check a rule file's top level and read its lists; False when its rules cannot be read."""
     if not isinstance(doc.data, dict):
         errors.append(doc.error("expected a mapping at the top of the file, with keys "
-                                + " and ".join(RuleFile.model_fields)))
+                                + ", ".join(TOP_KEYS)))
         lists.unreadable = True
         return False
     for key in doc.data:
-        if key not in RuleFile.model_fields:
-            hint = did_you_mean(str(key), RuleFile.model_fields)
-            errors.append(doc.error(f"{key}: unknown key{hint or '; expected lists or rules'}",
-                                    (key,)))
+        if key not in TOP_KEYS:
+            hint = did_you_mean(str(key), TOP_KEYS)
+            errors.append(doc.error(f"{key}: unknown key"
+                                    f"{hint or '; expected ' + ', '.join(TOP_KEYS)}", (key,)))
+    if "bounded_dimensions" in doc.data:
+        bounded, problems = validate(_BOUNDED, doc.data["bounded_dimensions"])
+        for problem in problems:
+            errors.append(doc.error(f"bounded_dimensions: {problem.message}",
+                                    ("bounded_dimensions", *problem.loc)))
+        if bounded:
+            lists.bounded = sorted({*(lists.bounded or ()), *bounded})
     raw_lists = doc.data.get("lists", {})
     if not isinstance(raw_lists, dict):
         errors.append(doc.error("lists: expected a mapping of list names to lists", ("lists",)))
@@ -173,6 +197,41 @@ def _read_list(doc: YamlDocument, name: str, values: Any, lists: _Lists,
         lists.values[name] = checked
 
 
+def _read_measures(doc: YamlDocument, lists: _Lists, errors: list[RuleError]) -> None:
+    raw = doc.data.get("measures", {})
+    if not isinstance(raw, dict):
+        errors.append(doc.error("measures: expected a mapping of measure names to measures",
+                                ("measures",)))
+        return
+    for name, body in raw.items():
+        name = str(name)
+        loc = ("measures", name)
+        where = f"{doc.path}:{doc.line_of(loc)}"
+        if name in lists.measure_where:
+            errors.append(doc.error(f"measure {name}: duplicate measure {name!r}, first "
+                                    f"defined at {lists.measure_where[name]}", loc))
+            continue
+        lists.measure_where[name] = where
+        before = len(errors)
+        if validate(_MEASURE_NAME, name)[1]:
+            errors.append(doc.error(f"measure {name}: the name must be lowercase letters, "
+                                    "digits, _ or -", loc))
+        spec, problems = validate(_MEASURE, body, model_keys(MeasureSpec))
+        for problem in problems:
+            errors.append(doc.error(f"measure {name}: {problem.message}",
+                                    (*loc, *problem.loc)))
+        if spec is not None:
+            for at, conditions in measure_filters(spec).items():
+                for found in _check_side("deal", conditions, lists):
+                    errors.append(doc.error(
+                        f"measure {name}: {'.'.join(at)}.{found.field}: {found.message}",
+                        (*loc, *at, *found.loc)))
+        if spec is None or len(errors) > before:
+            lists.broken_measures.add(name)
+        else:
+            lists.measures[name] = spec
+
+
 def _label(raw: Any, index: int) -> str:
     """How errors name a rule: its id, or its place when it has none."""
     rule_id = raw.get("id") if isinstance(raw, dict) else None
@@ -180,7 +239,7 @@ def _label(raw: Any, index: int) -> str:
 
 
 def _load_rule(doc: YamlDocument, index: int, lists: _Lists, first_seen: dict[str, str],
-               errors: list[RuleError]) -> DealRule | JoinRule | AggregateRule | None:
+               errors: list[RuleError], today: date | None = None) -> CompiledRule | None:
     """One rule, checked and compiled; None when it has an error (recorded in `errors`)."""
     raw = doc.data["rules"][index]
     at = ("rules", index)
@@ -193,43 +252,154 @@ def _load_rule(doc: YamlDocument, index: int, lists: _Lists, first_seen: dict[st
                                     f"at {first_seen[raw['id']]}", (*at, "id")))
         else:
             first_seen[raw["id"]] = where
-    spec, problems = validate(_RULE, raw, _RULE_KEYS)
+    spec, problems = validate(rule_adapter(), raw, _rule_keys())
     for problem in problems:
-        errors.append(doc.error(f"{label}: {problem.message}", (*at, *problem.loc)))
-    filters: dict[str, Filter] = {}
-    for side in _SIDES:
+        errors.append(doc.error(f"{label}: {_exception_named(problem.message, raw)}",
+                                (*at, *problem.loc)))
+    kind = kinds().get(str(raw.get("kind"))) if isinstance(raw, dict) else None
+    sides = kind.spec.FILTERS if kind is not None else _DEFAULT_FILTERS
+    filters: dict[str, tuple[str, Filter]] = {}  # key -> (event, conditions)
+    for side, event in sides.items():
         if spec is not None:
-            filters[side] = getattr(spec, side, {})
+            filters[side] = (event, getattr(spec, side, {}))
         elif isinstance(raw, dict) and isinstance(raw.get(side), dict):
             # The rule is wrong elsewhere: the conditions that passed the schema are still
             # checked, for one full report; those that failed it were reported just above.
-            filters[side] = {}
+            conditions: Filter = {}
             for name, condition in raw[side].items():
                 checked, failed = validate(_CONDITION, condition)
                 if not failed and not any(p.loc[:2] == (side, name) for p in problems):
-                    filters[side][name] = checked
-    for side, conditions in filters.items():
-        for found in _check_side(side, conditions, lists):
+                    conditions[name] = checked
+            filters[side] = (event, conditions)
+    if spec is not None and isinstance(getattr(spec, "measure", None), MeasureSpec):
+        for place, conditions in measure_filters(spec.measure).items():
+            filters[".".join(("measure", *place))] = ("deal", conditions)
+    elif (spec is not None and isinstance(getattr(spec, "measure", None), str)
+          and spec.measure in lists.broken_measures):
+        return None  # reported at the measure
+    for side, (event, conditions) in filters.items():
+        for found in _check_side(event, conditions, lists):
             if found.list_entry is not None:
                 _list_entry_error(found, side, label, lists, errors)
             else:
                 errors.append(doc.error(f"{label}: {side}.{found.field}: {found.message}",
-                                        (*at, side, *found.loc)))
+                                        (*at, *side.split("."), *found.loc)))
+    _check_exceptions(doc, at, label, raw, spec, problems, lists, errors, today)
     if spec is None or len(errors) > before or not spec.enabled:
         return None  # a disabled rule is checked all the same: enabling it must not surprise
     if lists.unreadable:
         return None  # the directory is refused anyway; its lists may be in the unread file
-    meta = RuleMeta(spec.id, spec.kind, spec.description.strip(), spec.runbook.strip(),
-                    dict(spec.labels), where)
+    assert isinstance(spec, RuleSpecBase) and kind is not None
+    labels = dict(spec.labels)
+    if spec.status != "stable":
+        labels[STATUS_LABEL] = spec.status
     try:
-        return _compile(spec, meta, lists.values)
+        exceptions = tuple(_compile_exception(doc, (*at, "exceptions", i), exception, lists)
+                           for i, exception in enumerate(spec.exceptions))
+        meta = RuleMeta(spec.id, kind.name, spec.description.strip(), spec.runbook.strip(),
+                        labels, where, spec.status, exceptions)
+        return kind.compile(spec, CompileContext(meta, lists.values, lists.measures))
+    except SpecError as exc:
+        errors.append(doc.error(f"{label}: {exc}", (*at, *exc.loc)))
     except FilterError as exc:  # the checks above should have caught it; never crash a load
         errors.append(doc.error(f"{label}: {exc.field}: {exc}", at))
-        return None
+    return None
 
 
-def _check_side(side: str, conditions: Filter, lists: _Lists) -> list[Problem]:
-    fields, domains = _SIDES[side]
+def _exception_label(raw: Any, index: int) -> str:
+    """How errors name an exception of a rule: `exceptions[name]`, or its place."""
+    name = raw.get("name") if isinstance(raw, dict) else None
+    return f"exceptions[{name}]" if isinstance(name, str) and name else (
+        f"exceptions[#{index + 1}]")
+
+
+def _exception_named(message: str, raw: Any) -> str:
+    """A schema problem inside an exception, said with the exception's name."""
+    found = _EXCEPTION_PATH.match(message)
+    if found is None or not isinstance(raw, dict) or not isinstance(raw.get("exceptions"), list):
+        return message
+    index = int(found.group(1))
+    items = raw["exceptions"]
+    label = _exception_label(items[index] if index < len(items) else None, index)
+    rest = message[found.end():]
+    return f"{label}: {rest}" if found.group(2) else label + rest
+
+
+def _check_exceptions(doc: YamlDocument, at: tuple[str | int, ...], label: str, raw: Any,
+                      spec: RuleSpecBase | None, problems: list[SchemaProblem], lists: _Lists,
+                      errors: list[RuleError], today: date | None) -> None:
+    """What the schema cannot see in a rule's exceptions: names used twice, deal filters,
+    keys its findings never have, and (with `today`) those already expired."""
+    items = raw.get("exceptions") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        return
+    specs: list[RuleExceptionSpec] | None = spec.exceptions if spec is not None else None
+    group_by = spec.grouped_by() if spec is not None else None
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        loc = (*at, "exceptions", i)
+        name = _exception_label(item, i)
+        given = item.get("name") if isinstance(item, dict) else None
+        if isinstance(given, str):
+            if given in seen:
+                errors.append(doc.error(f"{label}: {name}: duplicate exception name, first "
+                                        f"at line {seen[given]}", (*loc, "name")))
+            else:
+                seen[given] = doc.line_of(loc)
+        conditions: Filter = {}
+        if specs is not None:
+            conditions = specs[i].deal or {}
+        elif isinstance(item, dict) and isinstance(item.get("deal"), dict):
+            # As for the rule's own filters: what passed the schema is still checked.
+            for field_name, condition in item["deal"].items():
+                checked, failed = validate(_CONDITION, condition)
+                if not failed and not any(p.loc[:4] == ("exceptions", i, "deal", field_name)
+                                          for p in problems):
+                    conditions[field_name] = checked
+        for found in _check_side("deal", conditions, lists):
+            if found.list_entry is not None:
+                _list_entry_error(found, f"{name}.deal", label, lists, errors)
+            else:
+                errors.append(doc.error(f"{label}: {name}: deal.{found.field}: "
+                                        f"{found.message}", (*loc, "deal", *found.loc)))
+        if specs is None:
+            continue
+        exception = specs[i]
+        if group_by is not None:
+            matched_by = (f"matched by {group_by} only" if group_by in EXCEPTION_KEYS
+                          else "which no exception key matches")
+            for key in [*exception.values(), *(["deal"] if exception.deal else [])]:
+                if key != group_by:
+                    errors.append(doc.error(
+                        f"{label}: {name}: {key}: never matches: the rule's findings are "
+                        f"groups of deals by {group_by}, {matched_by}", (*loc, key)))
+        if today is not None and exception.expires < today:
+            errors.append(doc.error(f"{label}: {name}: expired on "
+                                    f"{exception.expires.isoformat()}", loc))
+
+
+def _compile_exception(doc: YamlDocument, loc: tuple[str | int, ...],
+                       spec: RuleExceptionSpec, lists: _Lists) -> RuleException:
+    matches: dict[str, Any] = {key: list(values) if len(values) > 1 else values[0]
+                               for key, values in spec.values().items()}
+    if spec.deal:
+        matches["deal"] = {name: c.model_dump(exclude_none=True, by_alias=True)
+                           if isinstance(c, Comparison) else c
+                           for name, c in spec.deal.items()}
+    return RuleException(
+        spec.name, spec.reason.strip(), spec.owner.strip(), spec.expires,
+        tuple((key, frozenset(values)) for key, values in spec.values().items()),
+        compile_filter(spec.deal or {}, DEAL_FIELDS, lists.values), matches,
+        f"{doc.path}:{doc.line_of(loc)}")
+
+
+def _rule_keys() -> frozenset[str]:
+    """Every key any rule may have: the candidates for "did you mean"."""
+    return model_keys(rule_file_model())
+
+
+def _check_side(event: str, conditions: Filter, lists: _Lists) -> list[Problem]:
+    fields, domains = _EVENTS[event]
     return check_filter(conditions, fields, domains, lists.values, lists.unreadable)
 
 
@@ -246,26 +416,6 @@ def _list_entry_error(problem: Problem, side: str, label: str, lists: _Lists,
                             f"{side}.{problem.field} by {label})", ("lists", name, index)))
 
 
-def validate_document(doc: YamlDocument, model: type[M]) -> M:
-    """`doc` as `model` (strict: no coercion), or its first problem as a RuleError."""
-    found = validate_all(doc, model)
-    if isinstance(found, list):
-        raise found[0]
-    return found
-
-
-def validate_all(doc: YamlDocument, model: type[M]) -> M | list[RuleError]:
-    """`doc` as `model`, or every problem as a RuleError naming file and line."""
-    if not isinstance(doc.data, dict):
-        return [doc.error(f"expected a mapping at the top of the file, with keys of "
-                          f"{model.__name__}: {', '.join(model.model_fields)}")]
-    value, problems = validate(TypeAdapter(model), doc.data, model_keys(model))
-    if problems:
-        return [doc.error(p.message, p.loc) for p in problems]
-    assert isinstance(value, model)
-    return value
-
-
 def _load_currency(path: Path, errors: list[RuleError]) -> CurrencyTable | None:
     try:
         doc = load_yaml(path)
@@ -277,44 +427,3 @@ def _load_currency(path: Path, errors: list[RuleError]) -> CurrencyTable | None:
         errors.extend(spec)
         return None
     return CurrencyTable(spec.reporting_currency, dict(spec.rates))
-
-
-def _compile(spec: Any, meta: RuleMeta, lists: dict[str, list[Any]]
-             ) -> DealRule | JoinRule | AggregateRule:
-    if isinstance(spec, DealRuleSpec):
-        return DealRule(meta, compile_filter(spec.deal, DEAL_FIELDS, lists),
-                        spec.min_upfront_share, spec.severity, spec.at_risk, _money(spec))
-    if isinstance(spec, JoinRuleSpec):
-        deal = compile_filter(spec.deal, DEAL_FIELDS, lists)
-        churn = compile_filter(spec.churn, CHURN_FIELDS, lists)
-        tiers: tuple[tuple[float, str], ...] = ()
-        if isinstance(spec.severity, str):
-            fixed, otherwise = spec.severity, spec.severity
-        else:
-            fixed = None
-            tiers = tuple((t.max_days, t.severity) for t in spec.severity.tiers)
-            otherwise = spec.severity.otherwise
-        return JoinRule(meta, spec.kind == "deal-after-churn", deal, churn, spec.within_days,
-                        spec.unless_clawback_covers, fixed, tiers, otherwise, spec.at_risk,
-                        _money(spec))
-    assert isinstance(spec, AggregateRuleSpec)
-    threshold = spec.threshold
-    op = next(k for k in THRESHOLD_OPS if getattr(threshold, k) is not None)
-    min_deals = spec.min_deals if isinstance(spec.min_deals, dict) else {"all": spec.min_deals}
-    return AggregateRule(
-        meta, spec.measure, spec.group_by,
-        compile_filter(spec.deal, DEAL_FIELDS, lists),
-        compile_filter(spec.churn, CHURN_FIELDS, lists),
-        spec.churn_within_days or 0.0, dict(min_deals), op, float(getattr(threshold, op)),
-        spec.settle_days, spec.severity, spec.at_risk, _money(spec),
-        spec.churn_within_months or 0,
-    )
-
-
-def _money(spec: Any) -> MoneyClass | None:
-    stated = spec.money_class
-    if stated is None:
-        return None
-    if isinstance(stated, str):
-        return MoneyClass(stated)
-    return MoneyClass(stated.otherwise, stated.clawback_covers)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from auditor.errors import RuleError, RuleErrors
-from auditor.rules.compiled import RulePack
+from auditor.rules.exceptions import expired_warning
 from auditor.rules.loader import load_rule_pack
+from auditor.rules.pack import RulePack
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class RuleReloader:
                                                       str(self.directory))]))
         self.on_loaded(pack)
         log.info("rules reloaded from %s: %d rules", self.directory, pack.rule_count)
+        for rule_id, exception in pack.expired_exceptions(datetime.now(UTC).date()):
+            log.warning("%s", expired_warning(rule_id, exception))
         return True
 
     def _refuse(self, exc: RuleErrors) -> bool:

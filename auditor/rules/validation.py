@@ -12,14 +12,16 @@ import types
 import typing
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from auditor.errors import RuleError
 from auditor.rules.hints import did_you_mean
-from auditor.rules.yaml_source import child_of
+from auditor.rules.yaml_source import YamlDocument, child_of
 
 Loc = tuple[str | int, ...]
+M = TypeVar("M", bound=BaseModel)
 _MISSING = child_of(None, 0)  # what child_of returns for a part that is not in the data
 
 
@@ -124,6 +126,9 @@ def _plain(error: Any, real: Loc, vocabulary: Set[str]) -> str:
                "files are not coerced)"
     if kind == "bool_type" and isinstance(given, str):
         return f"{given!r} is text: write true or false"
+    if kind == "date_type":
+        return (f"{given!r} is text: write a date unquoted, as YYYY-MM-DD"
+                if isinstance(given, str) else "expected a date, written YYYY-MM-DD")
     return msg.removeprefix("Value error, ")
 
 
@@ -148,3 +153,23 @@ def model_keys(model: Any) -> frozenset[str]:
 
     walk(model)
     return frozenset(keys)
+
+
+def validate_document(doc: YamlDocument, model: type[M]) -> M:
+    """`doc` as `model` (strict: no coercion), or its first problem as a RuleError."""
+    found = validate_all(doc, model)
+    if isinstance(found, list):
+        raise found[0]
+    return found
+
+
+def validate_all(doc: YamlDocument, model: type[M]) -> M | list[RuleError]:
+    """`doc` as `model`, or every problem as a RuleError naming file and line."""
+    if not isinstance(doc.data, dict):
+        return [doc.error(f"expected a mapping at the top of the file, with keys of "
+                          f"{model.__name__}: {', '.join(model.model_fields)}")]
+    value, problems = validate(TypeAdapter(model), doc.data, model_keys(model))
+    if problems:
+        return [doc.error(p.message, p.loc) for p in problems]
+    assert isinstance(value, model)
+    return value

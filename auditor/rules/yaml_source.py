@@ -94,7 +94,11 @@ def _scalar(node: yaml.Node, path: Path) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise RuleError("a key must be a plain value", str(path), node.start_mark.line + 1)
     # SafeConstructor resolves only plain YAML types: no Python objects, nothing executed.
-    return _CONSTRUCTOR.construct_object(node)
+    try:
+        return _CONSTRUCTOR.construct_object(node)
+    except ValueError as exc:  # a date-like value that is no date: 2026-02-30
+        raise RuleError(f"{node.value!r} is not a valid date ({exc})", str(path),
+                        node.start_mark.line + 1) from exc
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()

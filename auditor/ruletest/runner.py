@@ -20,8 +20,8 @@ from auditor.events.decode import EventDecoder
 from auditor.events.models import format_time
 from auditor.intake import Intake
 from auditor.metrics.counters import RunCounters
-from auditor.rules.compiled import RulePack
 from auditor.rules.hints import did_you_mean
+from auditor.rules.pack import RulePack
 from auditor.rules.validation import model_keys, validate
 from auditor.rules.yaml_source import YamlDocument, load_yaml
 from auditor.ruletest.fixtures import (

@@ -40,6 +40,8 @@ TEAMS = {  # team -> plan
     "na-midmarket": "hunter-2026",
     "apac-growth": "hunter-2026",
 }
+REGIONS = {"na": "amer", "emea": "emea", "apac": "apac"}  # by the team's prefix
+REPS_PER_MANAGER = 5
 CURRENCIES = (("USD", 0.8), ("EUR", 0.12), ("GBP", 0.08))
 FX = {"USD": 1.0, "EUR": 1 / 1.08, "GBP": 1 / 1.27}  # reporting USD -> local amounts
 
@@ -51,6 +53,8 @@ class Rep:
     plan: Plan
     discount_appetite: float  # mean discount this rep gives
     new_logo_bias: float  # share of effort on new logos
+    region: str = ""
+    manager_id: str = ""
 
 
 class Simulator:
@@ -69,7 +73,8 @@ class Simulator:
         reps_per_team = max(2, accounts // 60)
         self.reps = [
             Rep(f"rep-{team.split('-')[0]}-{i:03d}", team, self.plans[plan],
-                self.rng.choice((0.05, 0.1, 0.15, 0.3)), self.rng.uniform(0.5, 0.95))
+                self.rng.choice((0.05, 0.1, 0.15, 0.3)), self.rng.uniform(0.5, 0.95),
+                REGIONS[team.split("-")[0]], f"mgr-{team}-{i // REPS_PER_MANAGER}")
             for team, plan in TEAMS.items() for i in range(reps_per_team)
         ]
 
@@ -168,6 +173,7 @@ class Simulator:
             "event_type": "deal_closed", "event_id": self._id("evt"), "schema_version": 1,
             "deal_id": deal_id, "account_id": account_id, "rep_id": rep.rep_id,
             "team": rep.team, "plan_id": plan.plan_id, "deal_type": deal_type,
+            "region": rep.region, "manager_id": rep.manager_id,
             "closed_at": _stamp(when), "term_months": term, "acv": acv, "tcv": tcv,
             "discount_pct": round(discount, 3), "currency": currency,
             "commission": {"amount": amount, "paid_upfront": min(upfront, amount),

@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, TypeAdapter
 
 from auditor.errors import AuditorError
-from auditor.plans.registry import PlanRegistry, PlanSpec, load_plans_file
 from auditor.rules.hints import did_you_mean
+from auditor.rules.plans import PlanRegistry, PlanSpec, load_plans_file
 from auditor.rules.validation import model_keys, validate
 from auditor.rules.yaml_guard import GuardedLoader
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auditor.events.models import Churn, Deal
-from auditor.plans.registry import PlanSpec
+from auditor.rules.plans import PlanSpec
 
 DAY = 86400.0
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from auditor.engine.periods import quarter_of
 from auditor.events.models import Deal
-from auditor.plans.registry import PlanRegistry, PlanSpec
+from auditor.rules.plans import PlanRegistry, PlanSpec
 from auditor.whatif.candidate import changes
 from auditor.whatif.history import History
 from auditor.whatif.payout import as_it_was, churn_after, recovered, under_plan

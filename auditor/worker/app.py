@@ -28,9 +28,9 @@ from auditor.metrics.collector import build_registry
 from auditor.metrics.counters import RunCounters
 from auditor.metrics.retention import RetentionCollector
 from auditor.plans.metrics import PlanFindingsCollector
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 from auditor.rules.reload import RuleReloader
-from auditor.worker import commit_gate, compat
+from auditor.worker import commit_gate, compat, stacks
 from auditor.worker.batches import Batches, OutputTopics
 from auditor.worker.commit_gate import CommitGate
 from auditor.worker.health import BrokerHealth
@@ -100,6 +100,7 @@ class AuditorWorker:
         self._define_agents()
         self._define_pages()
         self._define_signals()
+        self._define_stack_dump()
         if settings.rules_dir is not None and settings.reload_seconds > 0:
             self._define_reload(settings.rules_dir, settings.reload_seconds)
 
@@ -309,6 +310,36 @@ class AuditorWorker:
         except Exception:  # not assigned (any more), or the consumer is being replaced
             return None
         return value if isinstance(value, int) else None
+
+    def _define_stack_dump(self) -> None:
+        app = self.app
+
+        # After the faust worker's own signal handlers (installed before the app starts): its
+        # SIGUSR1 prints each task's outermost frame only, to stderr.
+        @_task(app)
+        async def install_stack_dump() -> None:
+            stacks.install(asyncio.get_running_loop(), self.flow_state)
+
+    def flow_state(self) -> str:
+        """What faust's consumer fetches and what its streams hold, for a stack dump."""
+        app: Any = self.app
+        consumer: Any = app.consumer
+
+        def tps(found: Any) -> str:
+            return ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in found or ())) or "none"
+
+        lines = [f"rebalancing {app.rebalancing}, generation {app.consumer_generation_id}, "
+                 f"flow control active {app.flow_control.is_active()}, consumer flow active "
+                 f"{consumer.flow_active}",
+                 f"fetching: {tps(consumer._active_partitions)}",
+                 f"paused: {tps(consumer._paused_partitions)}",
+                 f"held while a stream buffer is full: {tps(consumer._buffered_partitions)}"]
+        for topic in app.topics:
+            queue = topic.queue
+            lines.append(f"stream buffer of {'+'.join(topic.topics)}: {queue.qsize()} of "
+                         f"{queue.maxsize}, {len(queue._pending_pressure_drop_callbacks)} "
+                         "partitions to let go when it drains")
+        return "\n".join(lines)
 
     def _define_broker_watch(self) -> None:
         """Every few seconds, ask the broker for the consumer lag; its answer (or none) is the

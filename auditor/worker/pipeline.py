@@ -29,7 +29,7 @@ from auditor.events.decode import EventDecoder
 from auditor.events.models import Event
 from auditor.intake import Intake
 from auditor.metrics.counters import RunCounters
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 from auditor.worker.partitioning import expected_partition
 from auditor.worker.records import (
     ClaimsMessage,

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 from auditor.engine.facts import AggregateFact
 from auditor.engine.join_stage import Claim
 
-FORMAT = 1
+# 2: facts carry their measure contributions (`values`), aggregate state its sums.
+FORMAT = 2
 
 
 class UnreadableRecord(ValueError):

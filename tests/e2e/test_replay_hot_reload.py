@@ -92,7 +92,7 @@ def test_serving_replay_reloads_good_rules_and_refuses_bad_ones(tmp_path, rules_
         tcv_rule = good.index("id: tcv-paid-upfront")
         at = good.index("severity: warning", tcv_rule)
         payout.write_text(good[:at] + "severity: critical" + good[at + len("severity: warning"):])
-        stderr.wait_for(r"rules reloaded: 9 rules")
+        stderr.wait_for(r"rules reloaded: 10 rules")
         proc.stdin.write(_tcv_deal(2))
         proc.stdin.flush()
         second = _wait_alerts(alerts_path, 2)[1]
@@ -110,10 +110,10 @@ def test_serving_replay_reloads_good_rules_and_refuses_bad_ones(tmp_path, rules_
         url = stderr.wait_for(r"serving metrics on (http://\S+/metrics)").group(1)
         metrics = urllib.request.urlopen(url, timeout=10).read().decode()
         assert re.search(r"^auditor_rules_reload_success 0\.0$", metrics, re.M)
-        assert re.search(r"^auditor_rules_loaded 9\.0$", metrics, re.M)
+        assert re.search(r"^auditor_rules_loaded 10\.0$", metrics, re.M)
 
         payout.write_text(good)  # fixed: the serving replay takes it and says so
-        stderr.wait_for(r"rules reloaded: 9 rules", occurrence=2)
+        stderr.wait_for(r"rules reloaded: 10 rules", occurrence=2)
     finally:
         proc.terminate()
         try:

@@ -103,6 +103,27 @@ def test_a_join_rule_lists_the_accounts_churns(sim: Simulated):
     assert "    -> this churn raises an alert: severity " in out
 
 
+def test_a_deal_after_deal_rule_tries_the_accounts_other_deals(sim: Simulated):
+    rule = "renewal-discount-after-new-logo"
+    accounts: dict[str, int] = {}
+    for _, deal in sim.deals:
+        accounts[deal["account_id"]] = accounts.get(deal["account_id"], 0) + 1
+    number, deal = next((n, d) for n, d in sim.deals
+                        if d["deal_type"] == "renewal" and d["discount_pct"] >= 0.3
+                        and accounts[d["account_id"]] > 1)
+    code, out, err = explain(rule, "--event", f"{sim.events}:{number}")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[1:3] == ["  as the second deal:", "    second filter:"]
+    assert f"    other deals of account {deal['account_id']} in {sim.events}: " in out
+    assert "  as the first deal:" in lines
+    fires = any(a["rule"] == rule and a["account_id"] == deal["account_id"]
+                and deal["deal_id"] in (a["deal_id"], a["evidence"]["first_deal_id"])
+                for a in sim.alerts)
+    assert lines[-1].startswith("  => fires: " if fires else "  => does not fire: "), out
+    assert "note:" not in out, out
+
+
 def test_a_rules_directory_is_taken(sim: Simulated, tmp_path: Path):
     number, _ = sim.one("discount-then-churn", False)
     code, _, err = explain("discount-then-churn", "--event", f"{sim.events}:{number}",

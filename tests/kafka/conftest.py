@@ -16,7 +16,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # kafka_helpers, under any pytest import mode
     sys.path.insert(0, _HERE)
 
-from kafka_helpers import Stack  # noqa: E402
+from kafka_helpers import Stack, dump_task_stacks  # noqa: E402
 
 from tests.support import tansu  # noqa: E402
 
@@ -34,9 +34,11 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
         try:
             yield s
         finally:
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and failed.failed:
+                dump_task_stacks(s.workers)  # where a stuck worker is stuck, in its log
             for worker in s.workers:
                 worker.kill()
-            failed = getattr(request.node, "rep_call", None)
             if failed is not None and failed.failed:
                 for worker in s.workers:
                     print(f"--- {worker.name} log tail ---\n{worker.tail(80)}")

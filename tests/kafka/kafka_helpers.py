@@ -168,6 +168,17 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+def dump_task_stacks(workers: list[Worker], settle: float = 2.0) -> None:
+    """Ask each running worker to log its asyncio tasks' stacks (SIGUSR1), and give them
+    `settle` seconds to write them."""
+    running = [w for w in workers if w.proc is not None and w.proc.poll() is None]
+    for worker in running:
+        assert worker.proc is not None
+        os.kill(worker.proc.pid, signal.SIGUSR1)
+    if running:
+        time.sleep(settle)
+
+
 def simulate(path: Path, accounts: int, seed: int = 11, months: int = 24) -> Path:
     subprocess.run([AUDITOR, "simulate", "--accounts", str(accounts), "--months", str(months),
                     "--seed", str(seed), "--out", str(path)], check=True, capture_output=True)

@@ -11,8 +11,8 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from auditor.events.decode import EventDecoder  # noqa: E402
-from auditor.rules.compiled import RulePack  # noqa: E402
 from auditor.rules.loader import default_rules_dir, load_rule_pack  # noqa: E402
+from auditor.rules.pack import RulePack  # noqa: E402
 
 
 @pytest.fixture(scope="session")

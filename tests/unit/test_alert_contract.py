@@ -36,7 +36,14 @@ def _scenario():
     renewals = [deal_dict(account_id=f"r{i}", rep_id="rep-r", team="team-r", plan_id="plan-9",
                           deal_type="renewal", acv=12000.0, days=2.0,
                           commission={"amount": 10.0}) for i in range(3)]
-    return deal, churn, resold, [deal, *others, *renewals, churn, resold]
+    return deal, churn, resold, [deal, *others, *renewals, churn, resold, *_PAIR]
+
+
+# renewal-discount-after-new-logo: a renewal at 30% off 1 day after the same rep's new logo.
+_PAIR = [deal_dict(account_id="acct-p", deal_id="P1", rep_id="rep-p", team="team-p",
+                   plan_id="plan-p", days=3.0),
+         deal_dict(account_id="acct-p", deal_id="P2", rep_id="rep-p", team="team-p",
+                   plan_id="plan-p", deal_type="renewal", discount_pct=0.3, days=4.0)]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +56,8 @@ def every_rule(rules):
         by_rule[alert.rule] = alert
     # Every rule but commission retention, whose findings need a year of churn (its own test
     # in test_engine_edges.py checks their shape).
-    assert set(by_rule) == {r.meta.id for r in (*rules.deal_rules, *rules.join_rules,
-                                                   *rules.aggregate_rules)
-                            if getattr(r, "measure", None) != "commission_retention"}
+    assert set(by_rule) == {r.meta.id for r in rules.rules
+                            if not r.meta.id.startswith("commission-retention")}
     return deal, churn, resold, by_rule
 
 
@@ -69,11 +75,13 @@ def test_every_contract_field_is_present_and_json_serialisable(every_rule):
 
 
 @pytest.mark.parametrize("rule", ["tcv-paid-upfront", "early-churn-unrecovered",
-                                  "discount-then-churn", "churn-and-resell"])
+                                  "discount-then-churn", "churn-and-resell",
+                                  "renewal-discount-after-new-logo"])
 def test_deal_findings_name_the_deal_and_null_the_aggregate_fields(every_rule, rule):
     deal, _, resold, by_rule = every_rule
     data = json.loads(by_rule[rule].to_json())
-    source = resold if rule == "churn-and-resell" else deal
+    source = {"churn-and-resell": resold, "renewal-discount-after-new-logo": _PAIR[1]}.get(
+        rule, deal)
     assert {f: data[f] for f in DEAL_FIELDS} == {f: source[f] for f in DEAL_FIELDS}
     assert all(data[f] is None for f in AGGREGATE_FIELDS)
 
@@ -102,6 +110,7 @@ def test_alert_ids_are_sha256_of_the_rule_and_the_key(every_rule):
         "early-churn-unrecovered": (deal["account_id"], deal["deal_id"], churn["event_id"]),
         "discount-then-churn": (deal["account_id"], deal["deal_id"], churn["event_id"]),
         "churn-and-resell": (resold["account_id"], resold["deal_id"]),
+        "renewal-discount-after-new-logo": ("acct-p", "P2", "P1"),
         "renewal-rate-gap": ("plan-9", "2026-Q1"),
         "new-logo-payout-share": ("team-9", "2026-Q1"),
         "rep-early-churn-rate": ("rep-9", "2026-Q1"),
@@ -119,7 +128,7 @@ def test_alert_ids_are_the_same_across_two_engine_runs(rules):
     first = sorted((a.rule, a.alert_id) for a in run(rules, events).alerts)
     second = sorted((a.rule, a.alert_id) for a in run(rules, events).alerts)
     assert first == second
-    assert len(first) == 7
+    assert len(first) == 8
 
 
 def test_alert_ids_differ_by_churn_event(rules):
@@ -196,5 +205,6 @@ def test_alerts_are_counted_by_rule_severity_and_team(rules):
     assert counters.alerts[("early-churn-unrecovered", "critical", "team-9")] == 1
     assert counters.alerts[("new-logo-payout-share", "warning", "team-9")] == 1
     assert counters.alerts[("renewal-rate-gap", "warning", "")] == 1
-    assert sum(counters.alerts.values()) == 7
+    assert counters.alerts[("renewal-discount-after-new-logo", "warning", "team-p")] == 1
+    assert sum(counters.alerts.values()) == 8
     assert counters.at_risk[("churn-and-resell", "team-9", "USD", "overpaid")] == 1200.0

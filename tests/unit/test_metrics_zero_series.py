@@ -19,7 +19,7 @@ from auditor.events.decode import EventDecoder
 from auditor.events.models import EVENT_TYPES
 from auditor.metrics.collector import build_registry
 from auditor.metrics.counters import OUTCOMES, RunCounters, declared_rules
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 
 EVENTS = "auditor_events_total"
 DEAD = "auditor_deadletters_total"
@@ -194,9 +194,7 @@ def test_counted_findings_are_kept_as_counted(rules: RulePack) -> None:
 def _without(rules: RulePack, *ids: str) -> RulePack:
     return replace(
         rules,
-        deal_rules=tuple(r for r in rules.deal_rules if r.meta.id not in ids),
-        join_rules=tuple(r for r in rules.join_rules if r.meta.id not in ids),
-        aggregate_rules=tuple(r for r in rules.aggregate_rules if r.meta.id not in ids),
+        rules=tuple(r for r in rules.rules if r.meta.id not in ids),
     )
 
 
@@ -237,8 +235,8 @@ def test_a_reload_drops_the_zero_series_of_removed_rules(rules: RulePack) -> Non
 def test_a_reload_follows_a_changed_severity(rules: RulePack) -> None:
     counters = _declared(rules)
     [rate] = [r for r in rules.aggregate_rules if r.meta.id == "renewal-rate-gap"]
-    stricter = replace(rules, aggregate_rules=tuple(
-        replace(r, severity="critical") if r is rate else r for r in rules.aggregate_rules))
+    stricter = replace(rules, rules=tuple(
+        replace(r, severity="critical") if r is rate else r for r in rules.rules))
     counters.rules_reloaded(stricter)
     series = _samples(build_registry(counters), ALERTS)
     assert ("renewal-rate-gap", "critical", "") in series

@@ -83,13 +83,13 @@ def _assert_one_error(directory: Path, name: str, line: int, *words: str) -> Non
 # --- valid packs ------------------------------------------------------------------------------
 
 
-def test_default_pack_loads_all_nine_rules(rules):
-    ids = {r.meta.id for r in (*rules.deal_rules, *rules.join_rules, *rules.aggregate_rules)}
+def test_default_pack_loads_all_ten_rules(rules):
+    ids = {r.meta.id for r in rules.rules}
     assert ids == {"tcv-paid-upfront", "early-churn-unrecovered", "discount-then-churn",
                    "churn-and-resell", "renewal-rate-gap", "new-logo-payout-share",
                    "rep-early-churn-rate", "commission-retention-plan",
-                   "commission-retention-team"}
-    assert rules.rule_count == 9
+                   "commission-retention-team", "renewal-discount-after-new-logo"}
+    assert rules.rule_count == 10
     # Commission retention's 12 months, at most 31 days each, is the longest window.
     assert rules.longest_window_days() == 12 * 31
 
@@ -102,7 +102,7 @@ def test_each_sample_file_is_valid(rules_dir, text):
 
 def test_rule_source_names_file_and_line(rules_dir):
     _write(rules_dir, "mine.yaml", "# comment\n\n" + JOIN_RULE)
-    [rule] = load_rule_pack(rules_dir).join_rules
+    [rule] = load_rule_pack(rules_dir).rules
     assert rule.meta.source.endswith("mine.yaml:4")
 
 
@@ -275,9 +275,9 @@ def test_duplicate_id_across_files(rules_dir):
 
 
 def test_unknown_kind(rules_dir):
-    text = "rules:\n  - kind: deal-after-deal\n    id: x\n    description: y\n"
+    text = "rules:\n  - kind: churn-after-churn\n    id: x\n    description: y\n"
     _write(rules_dir, "retention.yaml", text)
-    _assert_one_error(rules_dir, "retention.yaml", 2, "deal-after-deal")
+    _assert_one_error(rules_dir, "retention.yaml", 2, "churn-after-churn")
 
 
 def test_unknown_kind_in_the_second_rule(rules_dir):
@@ -312,7 +312,7 @@ def test_the_default_rule_files_are_rule_files(tmp_path):
     for path in default_rules_dir().glob("*.yaml"):
         (tmp_path / path.name).write_text(path.read_text())
     pack = load_rule_pack(tmp_path)
-    assert pack.rule_count == 9
+    assert pack.rule_count == 10
     assert pack.currency.rates["EUR"] == 1.08
 
 

@@ -10,12 +10,12 @@ import pytest
 from unit_helpers import churn_dict, deal_dict, decode_all
 
 from auditor.events.decode import EventDecoder
-from auditor.explain.conditions import explain_filter, number, split_condition
+from auditor.explain.conditions import explain_filter, filter_text, number, split_condition
 from auditor.explain.specs import load_rule_book
-from auditor.rules.compiled import AggregateRule, DealRule, JoinRule
 from auditor.rules.filters import CHURN_FIELDS, DEAL_FIELDS
+from auditor.rules.kind import FIELDS_OF
 from auditor.rules.loader import default_rules_dir
-from auditor.rules.schema import Comparison
+from auditor.rules.spec import Comparison
 
 # Every kind of condition the format has, on numbers, text and named lists.
 FILTERS = """\
@@ -103,11 +103,11 @@ def test_the_verdict_is_the_compiled_predicates_on_many_events(books):
         rules = book.pack.by_id()
         compared = 0
         for rule_id, rule in rules.items():
-            assert isinstance(rule, DealRule | JoinRule | AggregateRule)
             spec = book.specs[rule_id]
-            sides = [("deal", spec.deal, DEAL_FIELDS, rule.deal, deals)]
-            if not isinstance(rule, DealRule):
-                sides.append(("churn", spec.churn, CHURN_FIELDS, rule.churn, churns))
+            # each filter the kind names, against the predicate its rule compiled from it
+            sides = [(event, getattr(spec, key), FIELDS_OF[event], getattr(rule, key),
+                      deals if event == "deal" else churns)
+                     for key, event in type(spec).FILTERS.items()]
             for side, conditions, fields, predicate, events in sides:
                 verdicts = set()
                 for event in events:
@@ -122,6 +122,35 @@ def test_the_verdict_is_the_compiled_predicates_on_many_events(books):
                 if conditions:  # the events reach both outcomes of every real filter
                     assert verdicts == {True, False}, (rule_id, side)
         assert compared >= 5000
+
+
+def test_a_measures_where_is_what_its_compiled_quantity_tests(books):
+    rng = random.Random(20260106)
+    book = books[0]
+    deals = decode_all(EventDecoder(book.pack.currency), [_random_deal(rng) for _ in range(500)])
+    verdicts = set()
+    for rule in book.pack.aggregate_rules:
+        spec = book.specs[rule.meta.id]
+        measure = book.measures[spec.measure] if isinstance(spec.measure, str) else spec.measure
+        for quantity, compiled in ((measure.numerator, rule.measure.numerator),
+                                   (measure.denominator, rule.measure.denominator)):
+            for deal in deals:
+                result = explain_filter("deal", quantity.where, DEAL_FIELDS, deal, book.lists)
+                assert result.holds == (compiled.where is None or compiled.where(deal))
+                verdicts.add(result.holds)
+    assert verdicts == {True, False}
+
+
+def test_a_filter_on_one_line():
+    assert filter_text({
+        "deal_type": "renewal",
+        "acv": Comparison.model_validate({"gt": 5000.0, "lte": 60000.0}),
+        "team": Comparison.model_validate({"in_list": "big"}),
+        "rep_id": ["r-1", "r-2"],
+    }, {"big": ["team-a", "team-b"]}) == (
+        "deal_type == renewal and acv > 5000 and acv <= 60000 and team in big [team-a, team-b] "
+        "and rep_id in [r-1, r-2]")
+    assert filter_text({}) == ""
 
 
 def test_each_check_is_one_key_in_the_compilers_order():

@@ -36,7 +36,7 @@ def test_a_good_change_hands_over_a_new_pack(rules_copy):
                                                  "min_upfront_share: 0.5"))
     assert reloader.poll() is True
     [pack] = loaded
-    [tcv] = [r for r in pack.deal_rules if r.meta.id == "tcv-paid-upfront"]
+    [tcv] = [r for r in pack.rules if r.meta.id == "tcv-paid-upfront"]
     assert tcv.min_upfront_share == 0.5
     assert reloader.poll() is None  # the same content is not loaded twice
     assert refused == []

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from auditor.errors import RuleError
-from auditor.plans.registry import PlanRegistry, load_plans_file
 from auditor.rules.loader import default_rules_dir
+from auditor.rules.plans import PlanRegistry, load_plans_file
 from auditor.whatif.candidate import CandidateError, build_candidate, changes, settable_fields
 
 REGISTRY = load_plans_file(default_rules_dir() / "plans.yaml")

@@ -13,7 +13,7 @@ from unit_helpers import churn_dict, deal_dict, ts
 
 from auditor.events.currency import CurrencyTable
 from auditor.events.decode import EventDecoder
-from auditor.plans.registry import PaidAtClose, PlanRegistry, PlanSpec
+from auditor.rules.plans import PaidAtClose, PlanRegistry, PlanSpec
 from auditor.whatif.history import read_history
 from auditor.whatif.runner import Figures, WhatIf, run_whatif
 

@@ -212,7 +212,7 @@ def test_claims_records_round_trip_and_split():
 
 
 @pytest.mark.parametrize("value", [
-    None, b"", b"{oops", b"[]", b'{"v": 2, "account_id": "a", "claims": []}',
+    None, b"", b"{oops", b"[]", b'{"v": 99, "account_id": "a", "claims": []}',
     b'{"v": 1, "claims": []}',
     b'{"v": 1, "account_id": "a", "claims": [{"deal_id": "D"}]}',
     b'{"v": 1, "account_id": "a", "claims": [{"deal_id": 5, "money_class": "x", "amount": 1,'

@@ -19,7 +19,7 @@ from auditor.events.decode import EventDecoder
 from auditor.events.models import Churn, Deal
 from auditor.intake import Intake
 from auditor.metrics.counters import RunCounters
-from auditor.rules.compiled import RulePack
+from auditor.rules.pack import RulePack
 
 # A Monday well inside 2026-Q1, so a few months either way stay in known quarters.
 BASE = datetime(2026, 1, 5, 0, 0, 0, tzinfo=UTC)

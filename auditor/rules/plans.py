@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from auditor.rules.loader import validate_document
+from auditor.rules.validation import validate_document
 from auditor.rules.yaml_source import load_yaml
 
 PLANS_FILE = "plans.yaml"
