@@ -188,7 +188,7 @@ class AggregateStage:
             exception = (excepted_by(rule.meta.exceptions, alert, None)
                          if rule.meta.exceptions else None)
             if exception is not None:
-                self.sink.excepted(rule.meta.id, exception.name)
+                self.sink.excepted(alert, exception.name)
             else:
                 self.sink.alert(alert)
                 alerts.append(alert)

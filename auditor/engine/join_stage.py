@@ -25,8 +25,8 @@ NO_FACTS: list[AggregateFact] = []
 
 # (class, plan_id, team, the deal's time, amount added to the class's total)
 Flag = tuple[str, str, str, float, float]
-# (rule, exception): a finding an exception of its rule kept from being an alert.
-Excepted = tuple[str, str]
+# A finding an exception of its rule kept from being an alert, and the exception's name.
+Excepted = tuple[Alert, str]
 
 
 class Claim(NamedTuple):
@@ -142,8 +142,8 @@ class JoinStage:
             sink.alert(alert)
         for flag in joined.flagged:
             sink.commission_flagged(*flag)
-        for rule, exception in joined.excepted:
-            sink.excepted(rule, exception)
+        for alert, exception in joined.excepted:
+            sink.excepted(alert, exception)
 
     def claim(self, claim: Claim) -> Flag | None:
         """An aggregate finding's money on one deal of this stage's account: recorded in the
@@ -163,8 +163,8 @@ class JoinStage:
 
 def _except(exceptions: dict[str, tuple[RuleException, ...]], state: AccountState,
             alerts: list[Alert]) -> tuple[list[Alert], tuple[Excepted, ...]]:
-    """The alerts no exception of their rule applies to, and the (rule, exception) of each of
-    the others. The state keeps the event: a finding's deal is in it, for deal filters."""
+    """The alerts no exception of their rule applies to, and the others with the exception that
+    applies. The state holds the event by now: a finding's deal is in it, for deal filters."""
     kept: list[Alert] = []
     excepted: list[Excepted] = []
     for alert in alerts:
@@ -176,7 +176,7 @@ def _except(exceptions: dict[str, tuple[RuleException, ...]], state: AccountStat
         if exception is None:
             kept.append(alert)
         else:
-            excepted.append((alert.rule, exception.name))
+            excepted.append((alert, exception.name))
     return kept, tuple(excepted)
 
 

@@ -26,8 +26,9 @@ class MetricsSink(Protocol):
         """A commission-retention period was evaluated (settled, or at end of input)."""
         ...
 
-    def excepted(self, rule: str, exception: str) -> None:
-        """A finding of `rule` that its exception `exception` kept from being an alert."""
+    def excepted(self, alert: Alert, exception: str) -> None:
+        """A finding an exception of its rule (named `exception`) kept from being an alert:
+        not emitted, not counted by `alert` nor in any money."""
         ...
 
 
@@ -50,5 +51,5 @@ class NullSink:
     def retention(self, value: RetentionValue) -> None:
         pass
 
-    def excepted(self, rule: str, exception: str) -> None:
+    def excepted(self, alert: Alert, exception: str) -> None:
         pass

@@ -5,9 +5,9 @@ increments. The exporter (collector.py) turns them into metric families at scrap
 
 Labelled counters whose label values are known in advance are exported at 0 from the start, so
 `increase()` sees their first increment: the event outcomes, the dead-letter reasons, and the
-findings of the rules in force and of their exceptions (`declare_rules`). The dicts below hold only what was counted;
-the zeros are added at export (`*_series`), so a rule removed by a reload loses its zero series
-but keeps the values it counted: a counter never goes backwards.
+findings of the rules in force and of their exceptions (`declare_rules`). The dicts below hold
+only what was counted; the zeros are added at export (`*_series`), so a rule removed by a reload
+loses its zero series but keeps the values it counted: a counter never goes backwards.
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ class RunCounters:
             for money_class, amount in by_class.items():
                 at_risk[alert.rule, key[2], alert.currency, money_class] += amount
 
-    def excepted(self, rule: str, exception: str) -> None:
-        self.excepted_findings[rule, exception] += 1
+    def excepted(self, alert: Alert, exception: str) -> None:
+        self.excepted_findings[alert.rule, exception] += 1
 
     def commission_paid(self, plan_id: str, team: str, time: float, amount: float) -> None:
         self.paid[plan_id, team, self.currency] += amount

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -362,6 +362,10 @@ def _check_exceptions(doc: YamlDocument, at: tuple[str | int, ...], label: str, 
             else:
                 errors.append(doc.error(f"{label}: {name}: deal.{found.field}: "
                                         f"{found.message}", (*loc, "deal", *found.loc)))
+        expires = item.get("expires") if isinstance(item, dict) else None
+        if (today is not None and isinstance(expires, date) and not isinstance(expires, datetime)
+                and expires < today):
+            errors.append(doc.error(f"{label}: {name}: expired on {expires.isoformat()}", loc))
         if specs is None:
             continue
         exception = specs[i]
@@ -373,9 +377,6 @@ def _check_exceptions(doc: YamlDocument, at: tuple[str | int, ...], label: str, 
                     errors.append(doc.error(
                         f"{label}: {name}: {key}: never matches: the rule's findings are "
                         f"groups of deals by {group_by}, {matched_by}", (*loc, key)))
-        if today is not None and exception.expires < today:
-            errors.append(doc.error(f"{label}: {name}: expired on "
-                                    f"{exception.expires.isoformat()}", loc))
 
 
 def _compile_exception(doc: YamlDocument, loc: tuple[str | int, ...],

@@ -18,8 +18,12 @@ An expectation gives any of the fields of ExpectedAlert (`money_class: recoverab
 not given matches any value.
 
 Which alerts are compared: those of the rules listed in `rules:` if given, else those of the
-rules named in `expect`; a test with neither expects no alert from any rule. Every compared
-alert must match exactly one expectation and every expectation one alert.
+rules named in `expect` or `excepted`; a test with none expects no alert from any rule. Every
+compared alert must match exactly one expectation and every expectation one alert.
+
+`excepted:` gives the findings a rule's exceptions kept from being alerts, by the end:
+`{rule: R, exception: NAME, findings: 2}` (1 when not given). The compared rules' excepted
+findings must be exactly those: an exception not listed must have excepted none.
 """
 
 from __future__ import annotations
@@ -101,6 +105,12 @@ class ExpectedAlert(_Strict):
     summary_contains: str | None = None
 
 
+class ExpectedExcepted(_Strict):
+    rule: str
+    exception: str
+    findings: int = Field(default=1, ge=1)
+
+
 class RuleTest(_Strict):
     name: str = Field(min_length=1)
     base: AwareDatetime
@@ -108,13 +118,14 @@ class RuleTest(_Strict):
     rules: list[str] | None = None
     events: list[EventFixture] = Field(min_length=1)
     expect: list[ExpectedAlert] = Field(default_factory=list)
+    excepted: list[ExpectedExcepted] = Field(default_factory=list)
 
     def compared_rules(self) -> set[str] | None:
         """The rules whose alerts this test checks; None means every rule."""
         if self.rules is not None:
             return set(self.rules)
-        if self.expect:
-            return {e.rule for e in self.expect}
+        if self.expect or self.excepted:
+            return {e.rule for e in self.expect} | {e.rule for e in self.excepted}
         return None
 
 

@@ -22,6 +22,8 @@ def write_junit(results: list[TestResult], path: Path) -> None:
             ET.SubElement(case, "error", message=result.error).text = result.diff()
         elif not result.passed:
             message = f"{len(result.missing)} missing, {len(result.unexpected)} unexpected"
+            if result.excepted:
+                message += f", {len(result.excepted)} excepted count(s) differ"
             ET.SubElement(case, "failure", message=message).text = result.diff()
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)

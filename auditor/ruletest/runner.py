@@ -46,12 +46,15 @@ class TestResult:
     name: str
     missing: list[ExpectedAlert] = field(default_factory=list)
     unexpected: list[Alert] = field(default_factory=list)
+    # (rule, exception, findings expected, findings excepted) where the two differ
+    excepted: list[tuple[str, str, int, int]] = field(default_factory=list)
     error: str | None = None  # a fixture event that is not a valid event
     seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
-        return self.error is None and not self.missing and not self.unexpected
+        return (self.error is None and not self.missing and not self.unexpected
+                and not self.excepted)
 
     def diff(self) -> str:
         """What went wrong, readably."""
@@ -65,6 +68,9 @@ class TestResult:
             lines.append(f"  + unexpected: rule={alert.rule}, severity={alert.severity}, "
                          f"{_who(alert)}, at_risk={alert.at_risk}")
             lines.append(f"                {alert.summary}")
+        for rule, exception, want, got in self.excepted:
+            lines.append(f"  ~ excepted:   rule={rule}, exception={exception}: {want} "
+                         f"finding(s) expected, {got} excepted")
         return "\n".join(lines)
 
 
@@ -134,12 +140,14 @@ def _check_rule_names(doc: YamlDocument, at: tuple[str | int, ...], label: str,
                       raw: dict[str, Any], known: set[str], errors: list[RuleError]) -> None:
     """A misspelt rule name would make a test compare nothing and pass. Read from the raw test,
     so it is reported even when the test has other errors."""
-    rules, expect = raw.get("rules"), raw.get("expect")
+    rules = raw.get("rules")
     named: list[tuple[tuple[str | int, ...], Any]] = [
         (("rules", i), rule) for i, rule in enumerate(rules if isinstance(rules, list) else ())]
-    named += [(("expect", i, "rule"), e.get("rule"))
-              for i, e in enumerate(expect if isinstance(expect, list) else ())
-              if isinstance(e, dict)]
+    for key in ("expect", "excepted"):
+        given = raw.get(key)
+        named += [((key, i, "rule"), e.get("rule"))
+                  for i, e in enumerate(given if isinstance(given, list) else ())
+                  if isinstance(e, dict)]
     for loc, rule in named:
         if isinstance(rule, str) and rule not in known:
             path = ".".join(str(p) for p in loc)
@@ -178,6 +186,12 @@ def run_test(pack: RulePack, test: RuleTest, file: str = "", line: int = 0) -> T
         else:
             actual.remove(match)
     result.unexpected = actual
+    want = {(e.rule, e.exception): e.findings for e in test.excepted}
+    got = {key: n for key, n in counters.excepted_findings.items()
+           if scope is None or key[0] in scope}
+    result.excepted = [(*key, want.get(key, 0), got.get(key, 0))
+                       for key in sorted(want.keys() | got.keys())
+                       if want.get(key, 0) != got.get(key, 0)]
     return result
 
 

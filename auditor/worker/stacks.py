@@ -60,9 +60,9 @@ def await_chain(task: asyncio.Task[Any]) -> Iterator[str]:
             break
         frame = _frame(awaitable)
         if frame is not None:
-            code = frame.f_code
-            line = linecache.getline(code.co_filename, frame.f_lineno).strip()
-            yield f"  {code.co_filename}:{frame.f_lineno} in {code.co_name}: {line}"
+            code, number = frame.f_code, frame.f_lineno  # None: not started, or compiled code
+            line = linecache.getline(code.co_filename, number).strip() if number else ""
+            yield f"  {code.co_filename}:{number} in {code.co_name}: {line}"
         elif not _WRAPPER.search(type(awaitable).__name__):
             yield f"  awaiting {awaitable!r}"
         awaitable = _inner(awaitable)
@@ -78,7 +78,10 @@ def task_stacks(loop: asyncio.AbstractEventLoop | None = None) -> str:
     for task in tasks:
         state = "done" if task.done() else "pending"
         lines.append(f"task {task.get_name()} ({state}): {task.get_coro()!r}")
-        lines += await_chain(task)
+        try:
+            lines += await_chain(task)
+        except Exception as exc:  # one odd awaitable must not cost the other tasks' stacks
+            lines.append(f"  (stack unavailable: {exc!r})")
     return "\n".join(lines)
 
 

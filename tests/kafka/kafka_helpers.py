@@ -168,15 +168,20 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def dump_task_stacks(workers: list[Worker], settle: float = 2.0) -> None:
-    """Ask each running worker to log its asyncio tasks' stacks (SIGUSR1), and give them
-    `settle` seconds to write them."""
-    running = [w for w in workers if w.proc is not None and w.proc.poll() is None]
-    for worker in running:
-        assert worker.proc is not None
-        os.kill(worker.proc.pid, signal.SIGUSR1)
-    if running:
-        time.sleep(settle)
+def dump_task_stacks(workers: list[Worker], timeout: float = 10.0) -> None:
+    """Ask each running worker to log what its asyncio tasks wait on (SIGUSR1), and wait up to
+    `timeout` seconds for the logs to say it."""
+    marker = "task stacks on signal SIGUSR1"
+    running = {}
+    for worker in workers:
+        if worker.proc is not None and worker.proc.poll() is None:
+            running[worker] = worker.log.read_text(errors="replace").count(marker)
+            os.kill(worker.proc.pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while running and time.monotonic() < deadline:
+        running = {w: n for w, n in running.items()
+                   if w.log.read_text(errors="replace").count(marker) <= n}
+        time.sleep(0.2)
 
 
 def simulate(path: Path, accounts: int, seed: int = 11, months: int = 24) -> Path:

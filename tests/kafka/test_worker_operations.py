@@ -16,6 +16,7 @@ from kafka_helpers import (
     Worker,
     caught_up,
     claims_topic,
+    dump_task_stacks,
     facts_topic,
     simulate,
     wait_until,
@@ -110,6 +111,20 @@ def test_lag_is_zero_after_a_clean_restart_on_idle_topics(stack: Stack, tmp_path
     assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
             "process_open_fds", "python_info"} <= metrics
     assert _connected(again) == 1.0
+
+
+def test_sigusr1_logs_what_every_task_waits_on(stack: Stack) -> None:
+    worker = stack.worker("w1").start()
+    worker.wait_ready()
+    dump_task_stacks([worker])
+    log = worker.log.read_text(errors="replace")
+    assert "task stacks on signal SIGUSR1" in log, worker.tail()
+    dump = log[log.index("task stacks on signal SIGUSR1"):]
+    # Each task's chain goes through the agent's own function into faust's stream.
+    assert "in audit_events: async for events in stream.take_events" in dump, dump
+    assert "in take_events:" in dump, dump
+    assert "fetching: " in dump and "stream buffer of " in dump, dump
+    assert worker.ready(), worker.tail()  # it only told: still running, still ready
 
 
 def test_a_lost_broker_fails_readiness_and_the_logs_stay_bounded(tmp_path: Path) -> None:
