@@ -188,9 +188,7 @@ class AggregateState:
             return False
         deals[key] = entry
         if values:
-            sums = self.sums
-            for i, value in enumerate(values):
-                sums[i] += value
+            _add(self.sums, values)
         deal_type, amount, acv, _ = entry
         total = self.totals.get(deal_type)
         if total is None:
@@ -225,9 +223,7 @@ class AggregateState:
         self.churned_amount += entry[1]
         self.churned_upfront += entry[3]
         if values:
-            sums = self.churned_sums
-            for i, value in enumerate(values):
-                sums[i] += value
+            _add(self.churned_sums, values)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -250,3 +246,13 @@ class AggregateState:
         state.settled = data["settled"]
         state.fired = data["fired"]
         return state
+
+
+def _add(sums: list[float], values: Sequence[float]) -> None:
+    """sums += values, for a measure's MEASURE_SLOTS sums (unrolled: once per fact)."""
+    sums[0] += values[0]
+    sums[1] += values[1]
+    sums[2] += values[2]
+    sums[3] += values[3]
+    sums[4] += values[4]
+    sums[5] += values[5]

@@ -10,7 +10,10 @@ the verdict of a replay.
 
 The conditions are evaluated from the rule's spec (conditions.py); the verdict on the last
 line is what a replay of the same file did (replayed.py), so the two can be compared: when
-they differ (events out of order beyond the allowed lateness, say) a note says so."""
+they differ (events out of order beyond the allowed lateness, say) a note says so. A finding
+the replay made that an exception of the rule kept from being an alert is shown with what the
+exception matched; the rule then does not fire, and the conditions holding is no disagreement:
+the verdict names the exception."""
 
 from __future__ import annotations
 
@@ -30,9 +33,10 @@ from auditor.explain.conditions import (
     show,
 )
 from auditor.explain.events import DealInFile, Located
-from auditor.explain.replayed import PeriodSeen, replay_for
+from auditor.explain.replayed import Excepted, PeriodSeen, replay_for
 from auditor.explain.specs import AnySpec, RuleBook
 from auditor.rules.compiled import CompiledRule, Found
+from auditor.rules.exceptions import finding_day
 from auditor.rules.hints import did_you_mean
 from auditor.rules.kind import FIELDS_OF
 from auditor.rules.kinds import kinds
@@ -61,6 +65,14 @@ class Explanation:
     reason: str = ""
     analysis_fires: bool = False  # what the conditions say
     lines: list[str] = field(default_factory=list)
+    # The replay's findings about the deal (or its period) that an exception of the rule kept
+    # from being alerts.
+    excepted: list[Excepted] = field(default_factory=list)
+
+    @property
+    def replay_found(self) -> bool:
+        """The replay found what the rule looks for: it fired, or an exception excepted it."""
+        return self.fires or bool(self.excepted)
 
     def text(self) -> str:
         verdict = "fires" if self.fires else "does not fire"
@@ -147,7 +159,7 @@ def explain(book: RuleBook, rule_id: str, found: DealInFile, path: str) -> Expla
             out.lines.extend(result.lines())
     deal_holds = all(result.holds for _, result in deal_filters)
     if isinstance(rule, DealRule):
-        _deal_rule(out, book, rule, deal, deal_holds, path)
+        _deal_rule(out, book, rule, found, deal_holds, path)
     elif isinstance(rule, ChurnAfterDeal | DealAfterChurn) and isinstance(spec, JoinSpec):
         _join_rule(out, book, spec, rule, found, deal_holds, path)
     elif isinstance(rule, AggregateRule) and isinstance(spec, AggregateRuleSpec):
@@ -159,7 +171,8 @@ def explain(book: RuleBook, rule_id: str, found: DealInFile, path: str) -> Expla
 
 def _disagree(out: Explanation, path: str, detail: str = "") -> None:
     """The replay did otherwise than the conditions say: the verdict is the replay's."""
-    said = "fires" if out.fires else "does not fire"
+    said = ("fires" if out.fires else "finds it (excepted)" if out.excepted
+            else "does not fire")
     out.lines.append(
         f"  note: a replay of {path} {said}, unlike the conditions above{detail}: the engine "
         f"reads the file in order, ignores repeated events, and forgets an account's events "
@@ -167,8 +180,89 @@ def _disagree(out: Explanation, path: str, detail: str = "") -> None:
         f"({number(DEFAULT_LATENESS_DAYS)} days)")
 
 
-def _deal_rule(out: Explanation, book: RuleBook, rule: DealRule, deal: Deal,
+# Findings an exception of the rule kept from being alerts: what each exception matched of
+# the finding (as `excepted_by` tests it), and the verdict that names them.
+
+def _finding_text(alert: Alert) -> str:
+    """What a finding is about: a group's period, a deal, a deal with its churn or its first
+    deal."""
+    if alert.group_by is not None:
+        return f"{alert.group_by} {alert.group} in {alert.period}"
+    first = alert.evidence.get("first_deal_id")
+    if first is not None:
+        return f"deal {alert.deal_id} after deal {first}"
+    churn = alert.evidence.get("churn_event_id")
+    if churn is not None:
+        return f"deal {alert.deal_id} with churn {churn}"
+    return f"deal {alert.deal_id}"
+
+
+def _deal_of(found: DealInFile, deal_id: str | None) -> Deal | None:
+    """The deal a finding is about: the one explained, or another deal of its account."""
+    if deal_id == found.deal.deal_id:
+        return found.deal
+    for loc in found.deals:
+        if isinstance(loc.event, Deal) and loc.event.deal_id == deal_id:
+            return loc.event
+    return None
+
+
+def _excepted(out: Explanation, book: RuleBook, found: DealInFile,
+              excepted: list[Excepted]) -> None:
+    """Each finding of the replay an exception kept from being an alert, with what the
+    exception matched of it: its keys, its deal filter, its expiry."""
+    out.excepted = list(excepted)
+    if not excepted:
+        return
+    written = {e.name: e for e in rule_spec(book, out.rule_id).exceptions}
+    for item in excepted:
+        alert, exception = item.alert, item.exception
+        out.lines.append(f"  excepted in the replay: {_finding_text(alert)}, "
+                         f"{_alert_text(alert)}")
+        out.lines.append(f"    exception {exception.name} ({exception.source}):")
+        aggregate = alert.group_by is not None
+        for key, values in exception.values:
+            value = alert.group if aggregate else getattr(alert, key)
+            given = exception.matches.get(key)
+            shown = (f"in {show(given)}" if isinstance(given, list)
+                     else f"== {show(given)}")
+            out.lines.append(f"      {key} {show(value)} {shown} ... {_yes(value in values)}")
+        spec = written.get(exception.name)
+        if spec is not None and spec.deal:
+            subject = _deal_of(found, alert.deal_id)
+            if subject is None:
+                out.lines.append(f"      deal {alert.deal_id}: "
+                                 f"{filter_text(spec.deal, book.lists)}")
+            else:
+                result = explain_filter("deal", spec.deal, FIELDS_OF["deal"], subject,
+                                        book.lists)
+                out.lines.append(f"      deal filter (deal {alert.deal_id}):")
+                out.lines.extend(result.lines("        "))
+        day = finding_day(alert)
+        which = "last day of the period" if aggregate else "day of the finding"
+        out.lines.append(f"      {which} {day} <= expires {exception.last_day} ... "
+                         f"{_yes(day <= exception.last_day)}")
+
+
+def _excepted_reason(excepted: list[Excepted]) -> str:
+    """`excepted by NAME (owner O, until D: REASON)`, for each exception that excepted one."""
+    named = {item.exception.name: item.exception for item in excepted}
+    return "excepted by " + "; by ".join(
+        f"{e.name} (owner {e.owner}, until {e.last_day}: {e.reason})" for e in named.values())
+
+
+def _also_excepted(excepted: list[Excepted]) -> str:
+    """Beside the alerts of a verdict that fires: the findings that were excepted."""
+    if not excepted:
+        return ""
+    names = ", ".join(dict.fromkeys(item.exception.name for item in excepted))
+    count = len(excepted)
+    return f"; {count} more finding{'s' if count > 1 else ''} excepted by {names}"
+
+
+def _deal_rule(out: Explanation, book: RuleBook, rule: DealRule, found: DealInFile,
                deal_holds: bool, path: str) -> None:
+    deal = found.deal
     holds = deal_holds
     reason = "the deal filter does not hold"
     share = rule.min_upfront_share
@@ -185,11 +279,14 @@ def _deal_rule(out: Explanation, book: RuleBook, rule: DealRule, deal: Deal,
     out.analysis_fires = holds
     replayed = replay_for(book.pack, path, rule.meta.id, deal)
     out.fires = bool(replayed.alerts)
+    _excepted(out, book, found, replayed.excepted)
     if out.fires:
         out.reason = _alert_text(replayed.alerts[0])
+    elif out.excepted:
+        out.reason = _excepted_reason(out.excepted)
     else:
         out.reason = reason if not holds else "no alert in the replay"
-    if out.fires != holds:
+    if out.replay_found != holds:
         _disagree(out, path)
 
 
@@ -261,6 +358,7 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinSpec,
     out.analysis_fires = bool(qualifying)
     replayed = replay_for(book.pack, path, rule.meta.id, deal)
     out.fires = bool(replayed.alerts)
+    _excepted(out, book, found, replayed.excepted)
     if out.fires:
         if after:
             ids = [str(a.evidence.get("churn_event_id")) for a in replayed.alerts]
@@ -271,20 +369,25 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinSpec,
             out.reason = (f"the deal came {number(float(alert.evidence.get('days', 0.0)))} days "
                           f"after churn {alert.evidence.get('churn_event_id')}, "
                           f"{_alert_text(alert)}")
+        out.reason += _also_excepted(out.excepted)
+    elif out.excepted:
+        out.reason = _excepted_reason(out.excepted)
     elif not deal_holds:
         out.reason = "the deal filter does not hold"
     elif not found.churns:
         out.reason = f"no churn of account {deal.account_id} in the file"
     else:
         out.reason = f"none of the account's {len(found.churns)} churns qualifies"
-    if out.fires != out.analysis_fires:
+    if out.replay_found != out.analysis_fires:
         _disagree(out, path)
-    elif after and out.fires:
+    elif after and out.replay_found:
         expected = {loc.event.event_id for _, loc in qualifying}
-        got = {str(a.evidence.get("churn_event_id")) for a in replayed.alerts}
+        found_alerts = [*replayed.alerts, *(item.alert for item in out.excepted)]
+        got = {str(a.evidence.get("churn_event_id")) for a in found_alerts}
         if expected != got:
+            what = "findings" if out.excepted else "alerts"
             _disagree(out, path,
-                      f" on which churns (the replay's alerts: {', '.join(sorted(got))})")
+                      f" on which churns (the replay's {what}: {', '.join(sorted(got))})")
 
 
 # Deal-after-deal: the deal as the second of a pair, each other deal of the account tried as
@@ -404,23 +507,28 @@ def _deal_after_deal(out: Explanation, book: RuleBook, spec: DealAfterDealSpec,
     replayed = replay_for(book.pack, path, rule.meta.id, deal, named_as="first_deal_id")
     alerts = [*replayed.alerts, *replayed.naming]
     out.fires = bool(alerts)
+    _excepted(out, book, found, replayed.excepted)
     if out.fires:
         pairs = [f"deal {second} {number(float(a.evidence.get('days', 0.0)))} days after deal "
                  f"{first}" for a in alerts for first, second in [_pair_ids(a)]]
         out.reason = (f"{len(alerts)} alert{'s' if len(alerts) > 1 else ''} "
-                      f"({'; '.join(pairs)}), {_alert_text(alerts[0])}")
+                      f"({'; '.join(pairs)}), {_alert_text(alerts[0])}"
+                      f"{_also_excepted(out.excepted)}")
+    elif out.excepted:
+        out.reason = _excepted_reason(out.excepted)
     elif out.analysis_fires:
         out.reason = "no alert about a pair of this deal in the replay"
     else:
         out.reason = (f"as the second deal, {as_second.why_not()}; as the first deal, "
                       f"{as_first.why_not()}")
-    if out.fires != out.analysis_fires:
+    if out.replay_found != out.analysis_fires:
         _disagree(out, path)
-    elif out.fires:
-        got = {_pair_ids(a) for a in alerts}
+    elif out.replay_found:
+        got = {_pair_ids(a) for a in [*alerts, *(item.alert for item in out.excepted)]}
         if got != expected:
             shown = ", ".join(f"{second} after {first}" for first, second in sorted(got))
-            _disagree(out, path, f" on which pairs (the replay's alerts: {shown})")
+            what = "findings" if out.excepted else "alerts"
+            _disagree(out, path, f" on which pairs (the replay's {what}: {shown})")
 
 
 def _aggregate_rule(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
@@ -458,6 +566,7 @@ def _aggregate_rule(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
     out.lines.extend(_value_lines(rule, measure, seen, deal))
     op, limit = rule.threshold_op, rule.threshold
     fired = bool(replayed.alerts) and seen.counted
+    excepted = replayed.excepted if seen.counted else []
     if seen.value is None:
         why = _not_evaluated(rule, measure, seen)
         out.lines.append(f"    not evaluated: {why}")
@@ -473,12 +582,13 @@ def _aggregate_rule(out: Explanation, book: RuleBook, spec: AggregateRuleSpec,
             reason += f", {_alert_text(replayed.alerts[0])}"
     out.analysis_fires = seen.counted and seen.value is not None and rule.crosses(seen.value)
     out.fires = fired
-    out.reason = reason
+    _excepted(out, book, found, excepted)
+    out.reason = _excepted_reason(excepted) if excepted and not fired else reason
     if not seen.counted:
         _disagree(out, path, " (the deal is not counted in its period)")
     elif rule.window is not None and churned != seen.churned:
         _disagree(out, path, " on whether the deal churned")
-    elif out.fires != out.analysis_fires:
+    elif out.replay_found != out.analysis_fires:
         _disagree(out, path)
 
 
@@ -654,10 +764,13 @@ def _filters_only(out: Explanation, book: RuleBook, filters: list[tuple[str, str
                          f"verdict is a replay's")
     replayed = replay_for(book.pack, path, rule.meta.id, deal)
     out.fires = bool(replayed.alerts)
+    _excepted(out, book, found, replayed.excepted)
     if out.fires:
         count = len(replayed.alerts)
         out.reason = (f"{count} alert{'s' if count > 1 else ''}, "
-                      f"{_alert_text(replayed.alerts[0])}")
+                      f"{_alert_text(replayed.alerts[0])}{_also_excepted(out.excepted)}")
+    elif out.excepted:
+        out.reason = _excepted_reason(out.excepted)
     elif not deal_holds:
         failed = next(key for key, result in deal_filters if not result.holds)
         out.reason = f"the {failed} filter does not hold"

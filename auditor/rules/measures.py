@@ -85,6 +85,10 @@ class QuantityParts(NamedTuple):
     value: float | None
 
 
+_NOTHING = (0.0, 0.0, 0.0)
+_ONE = (1.0, 1.0, 0.0)  # a deal in a count
+
+
 @dataclass(frozen=True, slots=True)
 class Quantity:
     where: Predicate | None
@@ -95,18 +99,23 @@ class Quantity:
 
     def of(self, deal: Deal) -> tuple[float, float, float]:
         if self.where is not None and not self.where(deal):
-            return (0.0, 0.0, 0.0)
-        return (1.0, 1.0 if self.value is None else self.value(deal),
-                self.per(deal) if self.per is not None else 0.0)
+            return _NOTHING
+        if self.value is None:
+            return _ONE if self.per is None else (1.0, 1.0, self.per(deal))
+        return (1.0, self.value(deal), self.per(deal) if self.per is not None else 0.0)
+
+    def sums(self, sums: list[float], churned: list[float], at: int
+             ) -> tuple[float, float, float]:
+        """(deals, sum, per-sum) of the deals this quantity takes, from a period's sums."""
+        if self.churned is None:
+            return sums[at], sums[at + 1], sums[at + 2]
+        if self.churned:
+            return churned[at], churned[at + 1], churned[at + 2]
+        return (sums[at] - churned[at], sums[at + 1] - churned[at + 1],
+                sums[at + 2] - churned[at + 2])
 
     def evaluate(self, sums: list[float], churned: list[float], at: int) -> float | None:
-        if self.churned is None:
-            n, total, per = sums[at], sums[at + 1], sums[at + 2]
-        elif self.churned:
-            n, total, per = churned[at], churned[at + 1], churned[at + 2]
-        else:
-            n, total, per = (sums[at] - churned[at], sums[at + 1] - churned[at + 1],
-                             sums[at + 2] - churned[at + 2])
+        n, total, per = self.sums(sums, churned, at)
         if n < self.min_deals:
             return None
         if self.per is None:
@@ -115,14 +124,7 @@ class Quantity:
 
     def parts(self, sums: list[float], churned: list[float], at: int) -> QuantityParts:
         """The numbers `evaluate` reads at `at`, and its value (to explain a period)."""
-        if self.churned is None:
-            n, total, per = sums[at], sums[at + 1], sums[at + 2]
-        elif self.churned:
-            n, total, per = churned[at], churned[at + 1], churned[at + 2]
-        else:
-            n, total, per = (sums[at] - churned[at], sums[at + 1] - churned[at + 1],
-                             sums[at + 2] - churned[at + 2])
-        return QuantityParts(n, total, per, self.evaluate(sums, churned, at))
+        return QuantityParts(*self.sums(sums, churned, at), self.evaluate(sums, churned, at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,7 @@ class Measure:
     kpi: bool
 
     def contributions(self, deal: Deal) -> tuple[float, ...]:
-        return (*self.numerator.of(deal), *self.denominator.of(deal))
+        return self.numerator.of(deal) + self.denominator.of(deal)
 
     def value(self, sums: list[float], churned: list[float]) -> float | None:
         top = self.numerator.evaluate(sums, churned, 0)

@@ -206,3 +206,11 @@ def test_the_json_schema_covers_the_language():
     for word in ("measures", "bounded_dimensions", "deal-after-deal", "numerator", "status",
                  "'month'", "'region'", "manager_id"):
         assert word in text, word
+
+
+def test_the_language_fixture_rules_pass_their_rule_tests(capsys):
+    """tests/unit/rules_language: a measure as data, group by region per month and by manager
+    per year, an experimental rule; its rule tests are run as sales ops run them."""
+    fixture = Path(__file__).resolve().parent / "rules_language"
+    assert main(["rules", "test", str(fixture), "--strict"]) == 0
+    assert "4 passed, 0 failed" in capsys.readouterr().out

@@ -716,3 +716,198 @@ def test_an_unknown_kind_that_does_not_fire_says_what_stopped_it(trial_book, tmp
     assert not result.fires
     assert last_line(result) == f"  => does not fire: {reason}"
     assert "note:" not in result.text()
+
+
+# Exceptions: a finding an exception of the rule matched is not an alert; the verdict names the
+# exception, and the conditions holding is no disagreement.
+EXCEPTED_RULES = """\
+rules:
+  - id: upfront-new-logo
+    kind: deal
+    description: A new-logo deal paid half or more of its commission upfront.
+    deal: {deal_type: new_logo}
+    min_upfront_share: 0.5
+    severity: warning
+    at_risk: paid_upfront
+    money_class: exposure
+    exceptions:
+      - name: legacy-account
+        reason: Signed under the 2024 master agreement.
+        owner: finance-ops
+        expires: 2099-06-30
+        account_id: legacy-1
+      - name: old-plan-discounts
+        reason: The old plan paid discounted deals upfront by design.
+        owner: comp-committee
+        expires: 2099-12-31
+        plan_id: [plan-old, plan-older]
+        deal: {discount_pct: {gte: 0.2}}
+      - name: lapsed
+        reason: A pilot that ended in 2025.
+        owner: sales-ops
+        expires: 2025-12-31
+        account_id: pilot-1
+
+  - id: early-churn
+    kind: churn-after-deal
+    description: A deal whose account fully churned within 90 days.
+    deal: {deal_type: new_logo}
+    churn: {churn_type: full}
+    within_days: 90
+    severity: warning
+    at_risk: none
+    exceptions:
+      - name: migration-january
+        reason: Accounts moved to the new billing entity in January.
+        owner: billing-ops
+        expires: 2026-01-20
+        account_id: [moved-1, moved-2]
+      - name: moved-accounts
+        reason: The moved accounts churn on paper only.
+        owner: billing-ops
+        expires: 2099-12-31
+        account_id: moved-1
+
+  - id: team-new-logo-share
+    kind: aggregate
+    description: Nearly all of a team's commission in the quarter went to new logos.
+    measure: new_logo_commission_share
+    group_by: team
+    min_deals: 1
+    threshold: {above: 0.85}
+    severity: warning
+    exceptions:
+      - name: team-launch
+        reason: A team launched in Q1 sells new logos only in its first quarter.
+        owner: sales-ops
+        expires: 2026-03-31
+        team: [team-new, team-newer]
+"""
+
+
+@pytest.fixture
+def excepted_book(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    shutil.copy(default_rules_dir() / "currency.yaml", rules)
+    (rules / "rules.yaml").write_text(EXCEPTED_RULES)
+    return load_rule_book(rules)
+
+
+def _source(book: RuleBook, rule_id: str, name: str) -> str:
+    return next(e.source for e in book.pack.by_id()[rule_id].meta.exceptions if e.name == name)
+
+
+def test_a_deal_finding_excepted_names_the_exception_and_what_it_matched(excepted_book,
+                                                                       tmp_path):
+    path = write(tmp_path, [deal_dict(deal_id="D1", account_id="legacy-1")])
+    result = explained(excepted_book, path, 1, "upfront-new-logo")
+    assert not result.fires and result.analysis_fires
+    assert [item.exception.name for item in result.excepted] == ["legacy-account"]
+    source = _source(excepted_book, "upfront-new-logo", "legacy-account")
+    assert result.text() == (
+        f"upfront-new-logo (deal) on deal D1 of account legacy-1 ({path}:1):\n"
+        "  deal filter:\n"
+        "    deal_type new_logo == new_logo ... yes\n"
+        "  min_upfront_share: commission.paid_upfront 1200 >= 0.50 x commission.amount 1200 "
+        "(= 600) ... yes\n"
+        "  excepted in the replay: deal D1, severity warning, at risk 1,200.00 USD exposure\n"
+        f"    exception legacy-account ({source}):\n"
+        "      account_id legacy-1 == legacy-1 ... yes\n"
+        "      day of the finding 2026-01-05 <= expires 2099-06-30 ... yes\n"
+        "  => does not fire: excepted by legacy-account (owner finance-ops, until 2099-06-30: "
+        "Signed under the 2024 master agreement.)\n")
+    assert "note:" not in result.text()
+
+
+def test_an_exception_with_a_deal_filter_shows_it_on_the_deal(excepted_book, tmp_path):
+    path = write(tmp_path, [deal_dict(deal_id="D1", account_id="A1", plan_id="plan-old",
+                                      discount_pct=0.3)])
+    result = explained(excepted_book, path, 1, "upfront-new-logo")
+    source = _source(excepted_book, "upfront-new-logo", "old-plan-discounts")
+    assert (
+        f"    exception old-plan-discounts ({source}):\n"
+        "      plan_id plan-old in [plan-old, plan-older] ... yes\n"
+        "      deal filter (deal D1):\n"
+        "        discount_pct 0.30 >= 0.20 ... yes\n"
+        "      day of the finding 2026-01-05 <= expires 2099-12-31 ... yes\n") in result.text()
+    assert last_line(result) == (
+        "  => does not fire: excepted by old-plan-discounts (owner comp-committee, until "
+        "2099-12-31: The old plan paid discounted deals upfront by design.)")
+
+
+@pytest.mark.parametrize("deal", [
+    {"account_id": "A1"},  # no exception names it
+    {"account_id": "A1", "plan_id": "plan-old", "discount_pct": 0.1},  # its deal filter fails
+    {"account_id": "pilot-1"},  # expired before the finding
+])
+def test_an_exception_that_does_not_match_leaves_the_verdict(excepted_book, tmp_path, deal):
+    path = write(tmp_path, [deal_dict(deal_id="D1", **deal)])
+    result = explained(excepted_book, path, 1, "upfront-new-logo")
+    assert result.fires and result.analysis_fires and not result.excepted
+    assert "excepted" not in result.text() and "note:" not in result.text()
+    assert last_line(result) == "  => fires: severity warning, at risk 1,200.00 USD exposure"
+
+
+def test_join_findings_excepted_by_two_exceptions_list_each(excepted_book, tmp_path):
+    """The first exception expires between the two churns: each finding names its own."""
+    path = write(tmp_path, [deal_dict(deal_id="D1", account_id="moved-1"),
+                            churn_dict(account_id="moved-1", days=10, event_id="C1"),
+                            churn_dict(account_id="moved-1", days=30, event_id="C2")])
+    result = explained(excepted_book, path, 1, "early-churn")
+    assert not result.fires and result.analysis_fires
+    text = result.text()
+    assert ("  excepted in the replay: deal D1 with churn C1, severity warning\n"
+            f"    exception migration-january "
+            f"({_source(excepted_book, 'early-churn', 'migration-january')}):\n"
+            "      account_id moved-1 in [moved-1, moved-2] ... yes\n"
+            "      day of the finding 2026-01-15 <= expires 2026-01-20 ... yes\n") in text
+    assert "      day of the finding 2026-02-04 <= expires 2099-12-31 ... yes\n" in text
+    assert "note:" not in text
+    assert last_line(result) == (
+        "  => does not fire: excepted by migration-january (owner billing-ops, until "
+        "2026-01-20: Accounts moved to the new billing entity in January.); by moved-accounts "
+        "(owner billing-ops, until 2099-12-31: The moved accounts churn on paper only.)")
+
+
+def test_an_aggregate_finding_excepted_names_the_exception(excepted_book, tmp_path):
+    path = write(tmp_path, [deal_dict(deal_id="D1", account_id="A1", team="team-new"),
+                            deal_dict(deal_id="D2", account_id="A2", team="team-new")])
+    result = explained(excepted_book, path, 1, "team-new-logo-share")
+    assert not result.fires and result.analysis_fires
+    source = _source(excepted_book, "team-new-logo-share", "team-launch")
+    assert result.text().split("    value 1 > 0.85 (above) ... yes\n")[1] == (
+        "  excepted in the replay: team team-new in 2026-Q1, severity warning\n"
+        f"    exception team-launch ({source}):\n"
+        "      team team-new in [team-new, team-newer] ... yes\n"
+        "      last day of the period 2026-03-31 <= expires 2026-03-31 ... yes\n"
+        "  => does not fire: excepted by team-launch (owner sales-ops, until 2026-03-31: A team "
+        "launched in Q1 sells new logos only in its first quarter.)\n")
+    assert "note:" not in result.text()
+
+
+@pytest.mark.parametrize(("team", "days"), [("team-old", 0), ("team-new", 90)])
+def test_an_aggregate_exception_that_does_not_match_leaves_the_verdict(excepted_book,
+                                                                       tmp_path, team, days):
+    """Another team, or the next quarter (past the exception's expiry)."""
+    path = write(tmp_path, [deal_dict(deal_id="D1", account_id="A1", team=team, days=days)])
+    result = explained(excepted_book, path, 1, "team-new-logo-share")
+    assert result.fires and not result.excepted
+    assert "excepted" not in result.text()
+    quarter = "2026-Q1" if not days else "2026-Q2"
+    assert last_line(result) == (
+        f"  => fires: team {team} in {quarter}: new logo commission share 1 crosses above "
+        "0.85, severity warning")
+
+
+def test_a_join_rule_firing_beside_an_excepted_finding_says_both(excepted_book, tmp_path):
+    path = write(tmp_path, [deal_dict(deal_id="D1", account_id="moved-2"),
+                            churn_dict(account_id="moved-2", days=10, event_id="C1"),
+                            churn_dict(account_id="moved-2", days=30, event_id="C2")])
+    result = explained(excepted_book, path, 1, "early-churn")
+    assert result.fires and result.analysis_fires
+    assert "  excepted in the replay: deal D1 with churn C1, severity warning\n" in (
+        result.text())
+    assert "note:" not in result.text()
+    assert last_line(result) == ("  => fires: 1 alert (churn C2), severity warning; 1 more "
+                                 "finding excepted by migration-january")

@@ -140,11 +140,15 @@ class AggregateRule(CompiledRule):
             return
         period, end = self.period_of(deal.time)
         values = self.measure.contributions(deal)
-        key = member(deal.account_id, deal.deal_id)
+        entry = found.entry
+        if entry is None:
+            entry = found.entry = (deal.deal_type, deal.amount, deal.acv, deal.paid_upfront)
+            found.member = member(deal.account_id, deal.deal_id)
+        key = found.member
         found.facts.append(AggregateFact(
             DEAL, self.meta.id, group, period, end, deal.account_id, deal.deal_id,
-            deal.deal_type, deal.amount, deal.acv, deal.paid_upfront,
-            (deal.deal_type, deal.amount, deal.acv, deal.paid_upfront), key, values=values))
+            deal.deal_type, deal.amount, deal.acv, deal.paid_upfront, entry, key,
+            values=values))
         if self.window is None or not state.churns:
             return
         days = [(c.time - deal.time) / DAY for c in state.churns if self._counts(deal, c)]

@@ -41,6 +41,8 @@ class DealRule(CompiledRule):
     severity: str
     at_risk: AtRisk
     money: MoneyClass | None
+    # What the at_risk amount is, for the sentence (the at_risk key of the rule file).
+    at_risk_name: str = "none"
 
     def on_deal(self, deal: Deal, state: AccountState, found: Found) -> None:
         if (self.deal is None or self.deal(deal)) and (
@@ -55,12 +57,17 @@ class DealRule(CompiledRule):
     def _alert(self, deal: Deal, currency: str) -> Alert:
         at_risk = self.at_risk(deal, None)
         share = deal.paid_upfront / deal.amount if deal.amount else 0.0
+        money_class = self.money.otherwise if self.money is not None else None
         summary = (
             f"Deal {deal.deal_id} ({deal.term_months} months, commission on {deal.basis}) paid "
             f"{share:.0%} of its {money(deal.amount):,.2f} {currency} commission upfront; "
-            f"{money(at_risk):,.2f} {currency} is for years after the first, paid ahead of "
-            f"revenue not yet earned."
         )
+        if self.at_risk_name == "upfront_beyond_first_year":
+            summary += (f"{money(at_risk):,.2f} {currency} is for years after the first, paid "
+                        f"ahead of revenue not yet earned.")
+        else:  # the rule's own words, and the money it names
+            summary += self.meta.description.rstrip(".") + (
+                f"; {money(at_risk):,.2f} {currency} {money_class}." if money_class else ".")
         closed_at = time_text(deal.time)
         evidence: dict[str, object] = {
             "deal_event_id": deal.event_id, "closed_at": closed_at,
@@ -68,14 +75,13 @@ class DealRule(CompiledRule):
             "commission_amount": money(deal.amount), "paid_upfront": money(deal.paid_upfront),
             "upfront_share": round(share, 4),
         }
-        money_class = self.money.otherwise if self.money is not None else None
         return deal_alert(self.meta, (deal.account_id, deal.deal_id), self.severity, closed_at,
                           summary, at_risk, money_class, currency, deal, evidence)
 
 
 def _compile(spec: DealRuleSpec, ctx: CompileContext) -> DealRule:
     return DealRule(ctx.meta, ctx.filter(spec.deal), spec.min_upfront_share, spec.severity,
-                    AT_RISK[spec.at_risk], ctx.money(spec))
+                    AT_RISK[spec.at_risk], ctx.money(spec), spec.at_risk)
 
 
 KIND = RuleKind(DealRuleSpec, _compile)
