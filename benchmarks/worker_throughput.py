@@ -13,11 +13,12 @@ events with `auditor produce`, then in the same run, on the same topics, measure
   auditor worker   -- one worker, from its first processed events to the last (read from its
                       /metrics), everything included: validation, engine, tables and their
                       changelogs, the repartition topic, alerts, commits
-Each rate runs from the end of the first batch (or the first scrape that saw events) to the
-last event; CPU is the process's own over the same span. After the worker has read every event
-and its outputs stopped growing, the messages it produced are counted on the broker, per topic
-(every topic but the inputs and the bare faust agent's), from the end offsets of their
-partitions, and divided by the input events.
+Each runs in a process of its own. Each rate runs from the end of the first batch (or the
+first scrape that saw events) to the last event; CPU is the process's own (every thread) over
+the same span, peak RSS the process's. After the worker has read every event and its outputs
+have stopped growing, the messages it produced are counted on the broker per topic (every topic
+but the inputs and the bare faust agent's), from the end offsets of their partitions, and
+divided by the input events.
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ async def bare_consumer(bootstrap: str, total: int) -> Measured:
                         peak_rss_mib=peak_rss_mib(os.getpid()))
     finally:
         await consumer.stop()
+
+
+def run_bare_consumer(bootstrap: str, total: int) -> Measured:
+    """bare_consumer in a process of its own, so its peak RSS is its own."""
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--bare-consumer",
+                           bootstrap, str(total)], stdout=subprocess.PIPE, text=True, check=True)
+    measured: Measured = json.loads(done.stdout)
+    return measured
 
 
 # ---------------------------------------------------------------------------- bare faust agent
@@ -250,9 +259,15 @@ async def produced_messages(bootstrap: str) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--bare-consumer", nargs=2, help=argparse.SUPPRESS,
+                        metavar=("BOOTSTRAP", "TOTAL"))
     parser.add_argument("--faust-count", nargs=4, help=argparse.SUPPRESS,
                         metavar=("BOOTSTRAP", "TOTAL", "RESULT", "DATA_DIR"))
     args = parser.parse_args()
+    if args.bare_consumer:  # child: the bare aiokafka consumer, its figures on stdout
+        bootstrap, total = args.bare_consumer
+        print(json.dumps(asyncio.run(bare_consumer(bootstrap, int(total)))))
+        return 0
     if args.faust_count:  # child: the bare faust agent
         bootstrap, total, result, data_dir = args.faust_count
         faust_count(bootstrap, int(total), Path(result), Path(data_dir))
@@ -271,9 +286,10 @@ def main() -> int:
         started = time.perf_counter()
         subprocess.run([AUDITOR, "produce", str(events), "--broker", bootstrap, "-q"],
                        check=True)
-        total = sum(1 for line in events.read_bytes().splitlines() if line.strip())
+        with open(events, "rb") as lines:
+            total = sum(1 for line in lines if line.strip())
         print(f"produced {total:,} events in {time.perf_counter() - started:.1f} s", flush=True)
-        bare = asyncio.run(bare_consumer(bootstrap, total))
+        bare = run_bare_consumer(bootstrap, total)
         print(f"bare aiokafka consumer  {bare['rate']:>10,.0f} events/s", flush=True)
         agent = run_faust_count(bootstrap, total, tmp)
         print(f"bare faust agent        {agent['rate']:>10,.0f} events/s", flush=True)

@@ -181,17 +181,23 @@ class Pipeline:
                        ) -> tuple[list[FactsMessage], list[FactsMessage]]:
         """What the join stages have to tell the aggregate stages since the last call, in two
         parts to deliver one after the other:
-        1. facts by key, each message with its source partition and the watermark that source
-           had when the batch began (every fact of earlier events is delivered by then, so no
-           period settles on it before this batch's facts are in);
+        1. facts by the aggregate partition their key maps to (murmur2, as a keyed send would
+           place them): one message per source and destination partition and batch (split if
+           large), each with its source partition and the watermark that source had when the
+           batch began (every fact of earlier events is delivered by then, so no period settles
+           on it before this batch's facts are in);
         2. heartbeats: when a source's watermark has reached a new day, its watermark now, to
            every aggregate partition -- sent once the facts are delivered, so it follows them --
            so a period settles there even if this source sends it no facts."""
         facts: list[FactsMessage] = []
         beats: list[FactsMessage] = []
         for source, join in self.joins.items():
+            by_partition: dict[int, list[AggregateFact]] = {}
             for key, batch in join.facts.items():
-                facts += [FactsMessage(key, None, value) for value in
+                by_partition.setdefault(expected_partition(key.encode(), self.partitions),
+                                        []).extend(batch)
+            for partition, batch in sorted(by_partition.items()):
+                facts += [FactsMessage(None, partition, value) for value in
                           encode_facts(source, join.announced, batch, max_bytes)]
             join.facts = {}
             watermark = join.announced = join.store.watermark

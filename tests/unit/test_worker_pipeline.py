@@ -10,6 +10,7 @@ from auditor.events.decode import EventDecoder
 from auditor.metrics.counters import RunCounters
 from auditor.simulate.generator import Simulator
 from auditor.worker.partitioning import expected_partition
+from auditor.worker.records import decode_facts
 from auditor.worker.pipeline import Pipeline, StateTables
 
 PARTITIONS = 4
@@ -109,3 +110,25 @@ def test_the_key_must_be_the_account(rules, lines):
 
     assert (missing.reason, wrong.reason) == ("null_key", "key_mismatch")
     assert missing.original == line.decode()
+
+
+def test_a_batch_sends_one_facts_message_per_source_and_destination_partition(rules, lines):
+    """Facts are combined per destination partition: a batch of many deals sends at most one
+    message per (source, aggregate partition), each fact where its key maps to."""
+    pipeline = Pipeline(rules, RunCounters(), StateTables({}, {}, {}), 30.0)
+    batch = lines[:400]
+    sources = set()
+    for n, line in enumerate(batch):
+        key = json.loads(line)["account_id"].encode()
+        sources.add(expected_partition(key, PARTITIONS))
+        pipeline.on_input("t", expected_partition(key, PARTITIONS), n, key, line)
+    messages, _ = pipeline.facts_messages()
+    places = [(decode_facts(m.value).source, m.partition) for m in messages]
+    assert len(places) == len(set(places)) <= len(sources) * PARTITIONS
+    facts = 0
+    for message in messages:
+        assert message.key is None
+        for fact in decode_facts(message.value).facts:
+            assert expected_partition(fact.key.encode(), PARTITIONS) == message.partition
+            facts += 1
+    assert facts > 10 * len(messages)  # hundreds of facts, a handful of messages
