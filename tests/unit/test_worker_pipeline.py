@@ -10,8 +10,8 @@ from auditor.events.decode import EventDecoder
 from auditor.metrics.counters import RunCounters
 from auditor.simulate.generator import Simulator
 from auditor.worker.partitioning import expected_partition
-from auditor.worker.records import decode_facts
 from auditor.worker.pipeline import Pipeline, StateTables
+from auditor.worker.records import decode_facts
 
 PARTITIONS = 4
 
