@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 DAY = 86400.0
-_cache: dict[int, tuple[str, float]] = {}
 
 
-def quarter_of(epoch: float) -> tuple[str, float]:
-    """(label like "2026-Q1", exclusive end as epoch seconds); cached by day, it is per event."""
-    day = int(epoch // DAY)
-    hit = _cache.get(day)
-    if hit is not None:
-        return hit
-    when = datetime.fromtimestamp(day * DAY, UTC)
+def _by_day(compute: Callable[[datetime], tuple[str, float]]
+            ) -> Callable[[float], tuple[str, float]]:
+    """A period function cached by day: it is called per event and rule."""
+    cache: dict[int, tuple[str, float]] = {}
+
+    def period_of(epoch: float) -> tuple[str, float]:
+        day = int(epoch // DAY)
+        hit = cache.get(day)
+        if hit is not None:
+            return hit
+        result = compute(datetime.fromtimestamp(day * DAY, UTC))
+        if len(cache) > 100_000:  # bounded even on absurd input
+            cache.clear()
+        cache[day] = result
+        return result
+
+    return period_of
+
+
+def _end_of_year(year: int) -> float:
+    # The day after the year's last: also right for 9999, whose year 10000 has no datetime.
+    return datetime(year, 12, 31, tzinfo=UTC).timestamp() + DAY
+
+
+@_by_day
+def quarter_of(when: datetime) -> tuple[str, float]:
+    """(label like "2026-Q1", exclusive end as epoch seconds)."""
     q = (when.month - 1) // 3 + 1
-    if q == 4:
-        # The day after the year's last: also right for 9999, whose year 10000 has no datetime.
-        end = datetime(when.year, 12, 31, tzinfo=UTC).timestamp() + DAY
-    else:
-        end = datetime(when.year, q * 3 + 1, 1, tzinfo=UTC).timestamp()
-    result = (f"{when.year}-Q{q}", end)
-    if len(_cache) > 100_000:  # bounded even on absurd input
-        _cache.clear()
-    _cache[day] = result
-    return result
+    end = (_end_of_year(when.year) if q == 4
+           else datetime(when.year, q * 3 + 1, 1, tzinfo=UTC).timestamp())
+    return f"{when.year}-Q{q}", end
+
+
+@_by_day
+def month_of(when: datetime) -> tuple[str, float]:
+    """(label like "2026-03", exclusive end as epoch seconds)."""
+    end = (_end_of_year(when.year) if when.month == 12
+           else datetime(when.year, when.month + 1, 1, tzinfo=UTC).timestamp())
+    return f"{when.year}-{when.month:02d}", end
+
+
+@_by_day
+def year_of(when: datetime) -> tuple[str, float]:
+    """(label like "2026", exclusive end as epoch seconds)."""
+    return str(when.year), _end_of_year(when.year)
 
 
 def add_months(epoch: float, months: int) -> float:
@@ -42,42 +69,6 @@ def add_months(epoch: float, months: int) -> float:
         return end_of_time
     last = calendar.monthrange(year, month + 1)[1]
     return when.replace(year=year, month=month + 1, day=min(when.day, last)).timestamp()
-
-
-_month_cache: dict[int, tuple[str, float]] = {}
-_year_cache: dict[int, tuple[str, float]] = {}
-
-
-def month_of(epoch: float) -> tuple[str, float]:
-    """(label like "2026-03", exclusive end as epoch seconds); cached by day."""
-    day = int(epoch // DAY)
-    hit = _month_cache.get(day)
-    if hit is not None:
-        return hit
-    when = datetime.fromtimestamp(day * DAY, UTC)
-    if when.month == 12:
-        end = datetime(when.year, 12, 31, tzinfo=UTC).timestamp() + DAY
-    else:
-        end = datetime(when.year, when.month + 1, 1, tzinfo=UTC).timestamp()
-    result = (f"{when.year}-{when.month:02d}", end)
-    if len(_month_cache) > 100_000:
-        _month_cache.clear()
-    _month_cache[day] = result
-    return result
-
-
-def year_of(epoch: float) -> tuple[str, float]:
-    """(label like "2026", exclusive end as epoch seconds); cached by day."""
-    day = int(epoch // DAY)
-    hit = _year_cache.get(day)
-    if hit is not None:
-        return hit
-    year = datetime.fromtimestamp(day * DAY, UTC).year
-    result = (str(year), datetime(year, 12, 31, tzinfo=UTC).timestamp() + DAY)
-    if len(_year_cache) > 100_000:
-        _year_cache.clear()
-    _year_cache[day] = result
-    return result
 
 
 # The periods an aggregate rule can sum over, by the name a rule file gives them.

@@ -97,6 +97,12 @@ def _deals(count: float) -> str:
     return f"{int(count)} deal{'' if count == 1 else 's'}"
 
 
+def _churns_line(deal: Deal, found: DealInFile, path: str) -> str:
+    if not found.churns:
+        return f"  no churn of account {deal.account_id} in {path}"
+    return f"  churns of account {deal.account_id} in {path}: {len(found.churns)}"
+
+
 def _churn_title(loc: Located) -> str:
     churn = loc.event
     assert isinstance(churn, Churn)
@@ -308,11 +314,7 @@ def _join_rule(out: Explanation, book: RuleBook, spec: JoinSpec,
     after = isinstance(rule, ChurnAfterDeal)
     qualifying: list[tuple[float, Located]] = []
     if deal_holds:
-        if not found.churns:
-            out.lines.append(f"  no churn of account {deal.account_id} in {path}")
-        else:
-            out.lines.append(f"  churns of account {deal.account_id} in {path}: "
-                             f"{len(found.churns)}")
+        out.lines.append(_churns_line(deal, found, path))
         for loc in found.churns:
             churn = loc.event
             assert isinstance(churn, Churn)
@@ -739,11 +741,7 @@ def _filters_only(out: Explanation, book: RuleBook, filters: list[tuple[str, str
     churn_sides = [(key, conditions) for key, event, conditions in filters if event == "churn"]
     passing = 0  # churns of the account passing every churn filter
     if deal_holds and churn_sides:
-        if not found.churns:
-            out.lines.append(f"  no churn of account {deal.account_id} in {path}")
-        else:
-            out.lines.append(f"  churns of account {deal.account_id} in {path}: "
-                             f"{len(found.churns)}")
+        out.lines.append(_churns_line(deal, found, path))
         for loc in found.churns:
             churn = loc.event
             assert isinstance(churn, Churn)
