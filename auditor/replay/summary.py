@@ -76,11 +76,12 @@ class FindingsDigest:
         rows = sorted(self.by_rule.items(), key=lambda kv: (SEVERITY_ORDER.get(kv[0][1], 9),
                                                              kv[0][0]))
         trial = " (experimental: not in the totals)"
+        width = max(26, *(len(rule) for rule, _ in self.by_rule))
         for (rule, severity), n in rows:
-            out.append(f"  {severity:<8} {rule:<26} {n:>7,}"
+            out.append(f"  {severity:<8} {rule:<{width}} {n:>7,}"
                        + (trial if rule in self.experimental else ""))
         for row in data["money"]["by_rule"]:
-            out.append(f"    {row['rule']:<32} {row['class']:<12} "
+            out.append(f"    {row['rule']:<{width + 6}} {row['class']:<12} "
                        f"{row['amount']:>16,.2f} {currency}"
                        + (trial if row["rule"] in self.experimental else ""))
         out.append("examples:")
