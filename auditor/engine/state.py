@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from auditor.engine.facts import DealEntry
@@ -154,7 +154,8 @@ class AggregateState:
     so re-delivery cannot count twice, and running totals, so a live value costs O(1) per fact."""
 
     __slots__ = ("churned", "churned_amount", "churned_count", "churned_sums", "churned_upfront",
-                 "deals", "end", "fired", "group", "period", "rule", "settled", "sums", "totals")
+                 "deals", "end", "fired", "group", "period", "rule", "settled", "stale_sums",
+                 "sums", "totals")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
@@ -173,6 +174,9 @@ class AggregateState:
         # The measure's sums over the deals, and over those counted as churned (measures.py).
         self.sums: list[float] = [0.0] * MEASURE_SLOTS
         self.churned_sums: list[float] = [0.0] * MEASURE_SLOTS
+        # A fact or record of the previous format came without contributions: the sums are
+        # recomputed from the deals' entries when next read (`measure_sums`).
+        self.stale_sums = False
         self.settled = False
         self.fired = False
 
@@ -189,6 +193,8 @@ class AggregateState:
         deals[key] = entry
         if values:
             _add(self.sums, values)
+        else:
+            self.stale_sums = True
         deal_type, amount, acv, _ = entry
         total = self.totals.get(deal_type)
         if total is None:
@@ -224,15 +230,30 @@ class AggregateState:
         self.churned_upfront += entry[3]
         if values:
             _add(self.churned_sums, values)
+        else:
+            self.stale_sums = True
+
+    def measure_sums(self, contributions: Callable[[DealEntry], Sequence[float]]
+                     ) -> tuple[list[float], list[float]]:
+        """(sums, churned sums) of the measure; recomputed from the deals' entries first when
+        stale, with `contributions` of an entry (raising LookupError when it cannot tell)."""
+        if self.stale_sums:
+            sums, churned = [0.0] * MEASURE_SLOTS, [0.0] * MEASURE_SLOTS
+            for key, entry in self.deals.items():
+                values = contributions(entry)
+                _add(sums, values)
+                if key in self.churned:
+                    _add(churned, values)
+            self.sums, self.churned_sums, self.stale_sums = sums, churned, False
+        return self.sums, self.churned_sums
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule, "group": self.group, "period": self.period, "end": self.end,
             "deals": {k: list(v) for k, v in self.deals.items()},
             "churned": {k: list(v) for k, v in self.churned.items()},
-            "sums": self.sums, "churned_sums": self.churned_sums,
             "settled": self.settled, "fired": self.fired,
-        }
+        } | ({} if self.stale_sums else {"sums": self.sums, "churned_sums": self.churned_sums})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateState:
@@ -241,8 +262,12 @@ class AggregateState:
             state.add_churned(key, Churned(*churned))
         for key, (deal_type, amount, acv, upfront) in data["deals"].items():
             state.add_deal(key, deal_type, amount, acv, upfront)
-        state.sums = list(data["sums"])
-        state.churned_sums = list(data["churned_sums"])
+        if "sums" in data:
+            state.sums = list(data["sums"])
+            state.churned_sums = list(data["churned_sums"])
+            state.stale_sums = False
+        else:  # written by the previous format
+            state.stale_sums = True
         state.settled = data["settled"]
         state.fired = data["fired"]
         return state

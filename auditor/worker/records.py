@@ -16,8 +16,10 @@ from typing import Any, NamedTuple
 from auditor.engine.facts import AggregateFact
 from auditor.engine.join_stage import Claim
 
-# 2: facts carry their measure contributions (`values`), aggregate state its sums.
+# 2: facts carry their measure contributions (`values`), aggregate state its sums. Records of
+# format 1 are still read: their periods recompute the sums from the deals they keep.
 FORMAT = 2
+READABLE = (1, 2)
 
 
 class UnreadableRecord(ValueError):
@@ -172,5 +174,6 @@ def _check_format(data: Any) -> None:
     if type(data) is not dict:
         raise UnreadableRecord(f"expected an object, got {type(data).__name__}")
     version = data.get("v")
-    if version != FORMAT:
-        raise UnreadableRecord(f"format version {version!r}; this worker reads {FORMAT}")
+    if version not in READABLE:
+        raise UnreadableRecord(f"format version {version!r}; this worker reads "
+                               f"{', '.join(map(str, READABLE))}")

@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from auditor.engine.alerts import Alert, alert_id, money
-from auditor.engine.facts import AggregateFact, deal_of, member
+from auditor.engine.facts import AggregateFact, DealEntry, deal_of, member
 from auditor.engine.findings import class_rank, time_text
 from auditor.engine.periods import DAY, PERIODS, add_months
 from auditor.engine.state import AccountState, AggregateState
@@ -105,6 +105,20 @@ class ChurnWindow:
         return {"deals": len(state.deals), "churned_deals": len(churned_ids),
                 "churned_deal_ids": churned_ids,
                 "churned_paid_upfront": money(state.churned_upfront)}
+
+
+class _EntryDeal:
+    """The fields of a deal an aggregate period keeps in its entry; asking for any other
+    raises KeyError (the entry cannot tell)."""
+
+    __slots__ = ("acv", "amount", "deal_type", "paid_upfront")
+
+    def __init__(self, deal_type: str, amount: float, acv: float, paid_upfront: float) -> None:
+        self.deal_type, self.amount, self.acv, self.paid_upfront = (
+            deal_type, amount, acv, paid_upfront)
+
+    def __getattr__(self, name: str) -> object:
+        raise KeyError(name)
 
 
 _COMPARISON = {"above": "above", "below": "below", "at_least": "at or above",
@@ -210,7 +224,16 @@ class AggregateRule(CompiledRule):
         denominator)."""
         if len(state.deals) < self.min_deals:
             return None
-        return self.measure.value(state.sums, state.churned_sums)
+        try:
+            sums, churned = state.measure_sums(self._entry_contributions)
+        except LookupError:  # restored sums of a measure over fields the entries lack
+            return None
+        return self.measure.value(sums, churned)
+
+    def _entry_contributions(self, entry: DealEntry) -> tuple[float, ...]:
+        """A deal's contributions from its entry in a period (type, commission, ACV, paid
+        upfront): what a period restored from the previous format has of it."""
+        return self.measure.contributions(_EntryDeal(*entry))  # type: ignore[arg-type]
 
     def crosses(self, value: float) -> bool:
         op, limit = self.threshold_op, self.threshold
