@@ -50,9 +50,7 @@ class Intake:
         try:
             result = process(event)
         except Exception as exc:
-            log.exception("auditing %s failed", source)
-            return self._dead(DeadLetter("internal_error", f"{type(exc).__name__}: {exc}",
-                                         source, _text(raw), event.event_type))
+            return self._dead(internal_error(exc, raw, source, event.event_type))
         ended = time.perf_counter()
         counters.processing.observe(ended - started)
         counters.lag.observe(self._wall + ended - event.time)
@@ -61,6 +59,13 @@ class Intake:
     def _dead(self, letter: DeadLetter) -> DeadLetter:
         self.counters.dead_letter(letter)
         return letter
+
+
+def internal_error(exc: Exception, raw: bytes, source: str, event_type: str) -> DeadLetter:
+    """The dead letter of a valid event the engine failed on (logged with its traceback)."""
+    log.exception("auditing %s failed", source)
+    return DeadLetter("internal_error", f"{type(exc).__name__}: {exc}", source, _text(raw),
+                      event_type)
 
 
 def _text(raw: bytes) -> str:

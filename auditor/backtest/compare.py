@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.engine.alerts import Alert, money
-from auditor.replay.runner import Replay
+from auditor.replay.parallel import make_replay
 from auditor.rules.pack import RulePack
 
 
@@ -47,14 +47,15 @@ class RuleChange:
         }
 
 
-def replay_alerts(pack: RulePack, files: Iterable[str],
-                  lateness_days: float = 30.0) -> dict[str, Alert]:
+def replay_alerts(pack: RulePack, files: Iterable[str], lateness_days: float = 30.0,
+                  jobs: int = 1) -> dict[str, Alert]:
+    """The alerts of a replay of `files` by id, in the order found (with any `jobs`)."""
     alerts: dict[str, Alert] = {}
 
     def keep(alert: Alert) -> None:
         alerts[alert.alert_id] = alert
 
-    Replay(pack, on_alert=keep, lateness_days=lateness_days).run_files(files)
+    make_replay(pack, jobs, on_alert=keep, lateness_days=lateness_days).run_files(files)
     return alerts
 
 

@@ -1,7 +1,8 @@
-"""Helpers shared by subcommands: loading rules with a clear error."""
+"""Helpers shared by subcommands: loading rules with a clear error, the --jobs option."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -31,3 +32,17 @@ def load_rules_or_exit(value: str | None) -> RulePack:
     for rule_id, exception in pack.expired_exceptions(utc_today()):
         print(f"warning: {expired_warning(rule_id, exception)}", file=sys.stderr)
     return pack
+
+
+def add_jobs_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", "-j", type=positive_int, metavar="N",
+                   help="processes to audit with, the accounts shared out between them; the "
+                        "output is the same as with 1 (default: the usable cores, but 1 for "
+                        "stdin and for inputs under 16 MiB)")
+
+
+def positive_int(value: str) -> int:
+    jobs = int(value)
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {jobs}")
+    return jobs

@@ -13,13 +13,14 @@ from typing import TextIO
 
 from prometheus_client import generate_latest, start_http_server
 
-from auditor.cli.common import load_rules_or_exit, rules_dir
+from auditor.cli.common import add_jobs_argument, load_rules_or_exit, rules_dir
 from auditor.engine.alerts import Alert
 from auditor.errors import RuleErrors
 from auditor.events.deadletter import DeadLetter
 from auditor.metrics.collector import build_registry
 from auditor.metrics.retention import RetentionCollector
 from auditor.plans.metrics import PlanFindingsCollector
+from auditor.replay.parallel import make_replay, resolve_jobs
 from auditor.replay.progress import Progress
 from auditor.replay.runner import Replay
 from auditor.replay.summary import FindingsDigest, summary_data
@@ -44,6 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "reload them (0: never)")
     p.add_argument("--allowed-lateness-days", type=float, default=30.0,
                    help="how far behind the newest event time an event still counts as on time")
+    add_jobs_argument(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress or summary")
     p.set_defaults(run=run)
 
@@ -67,10 +69,16 @@ def run(args: argparse.Namespace) -> int:
             if dead_out is not None:
                 dead_out.write(letter.to_json() + "\n")
 
-        replay = Replay(rules, on_alert=on_alert, on_deadletter=on_deadletter,
-                        lateness_days=args.allowed_lateness_days,
-                        progress=Progress(quiet=args.quiet))
-        if args.metrics_port is not None and args.reload_seconds > 0:
+        reloading = args.metrics_port is not None and args.reload_seconds > 0
+        # Reloaded rules apply from the next event: in one process only.
+        jobs = 1 if reloading else resolve_jobs(args.jobs, args.files)
+        if reloading and args.jobs is not None and args.jobs > 1:
+            print("note: --metrics-port reloading rules runs in one process (--jobs 1); "
+                  "--reload-seconds 0 allows more", file=sys.stderr)
+        replay = make_replay(rules, jobs, on_alert=on_alert, on_deadletter=on_deadletter,
+                             lateness_days=args.allowed_lateness_days,
+                             progress=Progress(quiet=args.quiet))
+        if reloading and isinstance(replay, Replay):
             _watch_rules(replay, rules_dir(args.rules), args.reload_seconds, feeding)
         feeding.set()
         try:

@@ -72,6 +72,14 @@ class AggregateFact:
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
 
+    def to_args(self) -> tuple[Any, ...]:
+        """The constructor's arguments, in its order: `AggregateFact(*fact.to_args())` is the
+        same fact, `entry` and `member` included (a compact form between processes)."""
+        return (self.kind, self.rule, self.group, self.period, self.period_end, self.account_id,
+                self.deal_id, self.deal_type, self.amount, self.acv, self.paid_upfront,
+                self.entry, self.member, self.days, self.money_class, self.plan_id, self.team,
+                self.deal_time, self.values)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateFact:
         fact = cls(**data)
