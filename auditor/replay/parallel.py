@@ -129,8 +129,10 @@ def can_fork() -> bool:
 
 
 def default_jobs(paths: Iterable[str]) -> int:
-    """The usable cores; 1 for stdin (a live pipe wants each output as its line comes) and for
-    inputs under MIN_PARALLEL_BYTES, where start-up costs about what the other processes save."""
+    """The usable cores when there are more than two; 1 for stdin (a live pipe wants each
+    output as its line comes), for inputs under MIN_PARALLEL_BYTES (start-up costs about what
+    the other processes save), and on two cores, where the routing process and two shards share
+    them and the run was slower than one process (README, Performance)."""
     paths = list(paths)
     if "-" in paths or not can_fork():
         return 1
@@ -138,7 +140,8 @@ def default_jobs(paths: Iterable[str]) -> int:
     for path in paths:
         with suppress(OSError):  # the replay says so, when it gets to it
             size += os.path.getsize(path)
-    return usable_cores() if size >= MIN_PARALLEL_BYTES else 1
+    cores = usable_cores()
+    return cores if size >= MIN_PARALLEL_BYTES and cores > 2 else 1
 
 
 def resolve_jobs(requested: int | None, paths: Iterable[str]) -> int:
