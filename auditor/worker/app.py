@@ -252,9 +252,21 @@ class AuditorWorker:
 
         @_receiver(app.on_partitions_revoked)
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            self.batches.hold()
             self.batches.rebalance()
             log.info("partitions revoked: %s",
                      ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)) or "none")
+            # The batch in hand logs its state before the tables are recovered (which would
+            # otherwise put older values back over its changes; Batches.hold), and before the
+            # partitions' next owner reads their changelogs. Bounded: the group waits for a
+            # rejoin no longer than its rebalance timeout, at least the session timeout.
+            grace = self.settings.session_timeout
+            try:
+                await asyncio.wait_for(self.batches.idle.wait(), grace)
+            except TimeoutError:
+                log.warning("a batch is still delivering after %.0f s of a rebalance: the "
+                            "state it has yet to log may be missing from the recovered tables",
+                            grace)
 
         @_receiver(app.on_partitions_assigned)
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -282,6 +294,7 @@ class AuditorWorker:
 
         @_receiver(app.on_rebalance_complete)
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
+            self.batches.release()
             log.info("tables recovered: %d accounts, %d aggregate periods",
                      len(self.tables.accounts), len(self.tables.aggregates))
 
@@ -314,32 +327,15 @@ class AuditorWorker:
     def _define_stack_dump(self) -> None:
         app = self.app
 
-        # After the faust worker's own signal handlers (installed before the app starts): its
-        # SIGUSR1 prints each task's outermost frame only, to stderr.
+        # Installed once the app runs, so after the faust worker's own SIGUSR1 handler (which
+        # prints each task's outermost frame only, to stderr).
         @_task(app)
         async def install_stack_dump() -> None:
-            stacks.install(asyncio.get_running_loop(), self.flow_state)
+            def state() -> str:
+                return (f"batches running {self.batches.running}, held for a rebalance "
+                        f"{self.batches.held}\n{stacks.consumer_state(app)}")
 
-    def flow_state(self) -> str:
-        """What faust's consumer fetches and what its streams hold, for a stack dump."""
-        app: Any = self.app
-        consumer: Any = app.consumer
-
-        def tps(found: Any) -> str:
-            return ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in found or ())) or "none"
-
-        lines = [f"rebalancing {app.rebalancing}, generation {app.consumer_generation_id}, "
-                 f"flow control active {app.flow_control.is_active()}, consumer flow active "
-                 f"{consumer.flow_active}",
-                 f"fetching: {tps(consumer._active_partitions)}",
-                 f"paused: {tps(consumer._paused_partitions)}",
-                 f"held while a stream buffer is full: {tps(consumer._buffered_partitions)}"]
-        for topic in app.topics:
-            queue = topic.queue
-            lines.append(f"stream buffer of {'+'.join(topic.topics)}: {queue.qsize()} of "
-                         f"{queue.maxsize}, {len(queue._pending_pressure_drop_callbacks)} "
-                         "partitions to let go when it drains")
-        return "\n".join(lines)
+            stacks.install(asyncio.get_running_loop(), state, lambda: stacks.client_loops(app))
 
     def _define_broker_watch(self) -> None:
         """Every few seconds, ask the broker for the consumer lag; its answer (or none) is the

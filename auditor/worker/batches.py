@@ -50,21 +50,51 @@ class Batches:
         self.delivery = Delivery(self._divert)
         get_name = getattr(topics.claims, "get_topic_name", None)
         self.claims_topic: str | None = None if get_name is None else str(get_name())
-        # Set while no batch runs: a clean stop waits for it before its last commit.
+        # Set while no batch runs: a clean stop, and a rebalance, wait for it.
         self.idle = asyncio.Event()
         self.idle.set()
         self._running = 0
+        self._held = False  # a rebalance is under way: see `hold`
 
     async def events(self, messages: Iterable[Any]) -> None:
         """A batch of the input topics' messages (faust Message objects). Each agent runs one
         batch at a time (concurrency 1)."""
+        if self._held:
+            return
         with self._running_batch():
             await self._events_batch(list(messages))
 
     async def facts(self, messages: Iterable[Any]) -> None:
         """A batch of the repartition topic's messages."""
+        if self._held:
+            return
         with self._running_batch():
             await self._facts_batch(list(messages))
+
+    def hold(self) -> None:
+        """A rebalance starts: until `release`, batches are dropped unprocessed.
+
+        The tables are about to be recovered from their changelogs, and recovery writes every
+        logged record over the table in memory: a change a batch made but had not logged yet
+        would be put back to its older value, and the stages rebuilt from the table would go on
+        without it (a deal gone, its churn's alert never raised). So no batch may change state
+        until the tables are recovered. A dropped batch's offsets are not marked done (the
+        commit gate holds the commits below them) and faust seeks to the committed offsets
+        after the rebalance, so its messages are read again."""
+        self._held = True
+
+    def release(self) -> None:
+        """The tables are recovered: batches run again."""
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    @property
+    def running(self) -> int:
+        """Batches in flight (one per agent at most)."""
+        return self._running
 
     @contextmanager
     def _running_batch(self) -> Iterator[None]:
@@ -108,10 +138,11 @@ class Batches:
 
     def rebalance(self) -> None:
         """Partitions move: drop the stages (rebuilt from the recovered tables on their next
-        message). It does not wait for a batch in flight: that batch still logs the state it
-        changed after its outputs (Pipeline.forget). The commit gate keeps its marks: they only
-        say which offsets' work was delivered, which stays true (and a stop revokes the
-        partitions before its final commit, which needs them)."""
+        message). A batch in flight still logs the state it changed after its outputs
+        (Pipeline.forget); the worker waits for it before the tables are recovered (`hold`).
+        The commit gate keeps its marks: they only say which offsets' work was delivered, which
+        stays true (and a stop revokes the partitions before its final commit, which needs
+        them)."""
         self.pipeline.forget()
 
     def _facts(self, messages: list[FactsMessage]) -> list[Outgoing]:

@@ -1,7 +1,8 @@
-"""Two fixes to faust-streaming 0.15.3's table recovery (and one setting), applied by the worker.
+"""Three fixes to faust-streaming 0.15.3 (and one setting), applied by the worker.
 
-Both were found running the worker against the test broker, and both make a restarted worker
-lose table state or skip input otherwise; both are harmless on a broker that needs neither.
+All were found running the worker against the test broker; without them a restarted worker,
+or one taking over partitions, loses table state or skips input. Each is harmless where it is
+not needed.
 
 1. Seek before resume (cf. faust-streaming issue #596): `Recovery.on_recovery_completed`
    resumes the source partitions *before* seeking them to their committed offsets while the
@@ -11,6 +12,12 @@ lose table state or skip input otherwise; both are harmless on a broker that nee
    ListOffsets(latest) with the last *batch's* base offset + 1, so recovery stops before the last
    records of a changelog. The high watermark in a fetch response is right, so one short fetch
    per changelog partition confirms (or raises) the end offset faust recovers to.
+3. The consumer thread fetches for a snapshot of the active partitions: faust hands it its own
+   set, which a rebalance empties (pause_partitions) while the fetch waits, and aiokafka takes
+   an empty set for "every partition": it returns the records of the paused input partitions,
+   moves their positions past them, and faust drops them as not active. The post-recovery seek
+   puts back only partitions with a committed offset, so a partition nobody had committed yet
+   was left at its end: never processed, while the worker sat idle.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import ThreadDelegateConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import ProducerBuffer
 
@@ -42,6 +50,8 @@ def apply(bootstrap_servers: list[str], client_options: dict[str, Any]) -> None:
     # Not a fix, a setting faust does not expose: its producer buffer waits (and logs a warning)
     # every 100 pending sends, and an event can send several (alerts, facts, changelog).
     ProducerBuffer.max_messages = PRODUCER_BUFFER_MESSAGES
+    consumer_class: Any = ThreadDelegateConsumer
+    consumer_class._getmany = _getmany_snapshot
     original = AIOKafkaConsumerThread._highwaters
 
     async def _highwaters(self: Any, partitions: Any) -> Any:
@@ -49,6 +59,16 @@ def apply(bootstrap_servers: list[str], client_options: dict[str, Any]) -> None:
         return await _confirm_end_offsets(reported)
 
     AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+
+
+async def _getmany_snapshot(self: Any, active_partitions: Any, timeout: float) -> Any:
+    # faust's ThreadDelegateConsumer._getmany, with the partitions copied (fix 3).
+    if active_partitions is None:  # a client-only app: every partition, as faust means
+        return await self._thread.getmany(None, timeout)
+    snapshot = frozenset(active_partitions)
+    if not snapshot:
+        return {}
+    return await self._thread.getmany(snapshot, timeout)
 
 
 async def _on_recovery_completed(self: Any, generation_id: int = 0) -> None:

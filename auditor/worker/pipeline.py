@@ -128,7 +128,8 @@ class Pipeline:
         from the tables as recovered, so a partition that moved away and back is re-indexed.
         What the stages changed stays pending in the changelogs: a batch in flight (waiting for
         its outputs' delivery) logs it after them, as ever; none in flight, nothing is pending.
-        Nothing here waits, so a rebalance never waits for a batch."""
+        Nothing here waits: the worker waits for that batch before the tables are recovered
+        (Batches.hold)."""
         for join in self.joins.values():
             join.store.view.flush()
         for _, store in self.aggregates.values():

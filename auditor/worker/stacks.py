@@ -86,16 +86,71 @@ def task_stacks(loop: asyncio.AbstractEventLoop | None = None) -> str:
 
 
 def install(loop: asyncio.AbstractEventLoop, state: Callable[[], str] | None = None,
+            threads: Callable[[], dict[str, asyncio.AbstractEventLoop]] | None = None,
             signum: int = signal.SIGUSR1) -> None:
-    """Log `task_stacks`, and `state()` before them, on `signum` (replacing any handler of the
-    loop's for it)."""
+    """On `signum` (replacing any handler of the loop's for it), log `state()`, then the
+    `task_stacks` of `loop` and of the other threads' loops `threads()` names."""
 
     def dump() -> None:
+        parts = []
         try:
-            described = state() + "\n" if state is not None else ""
+            parts.append(state() if state is not None else "")
+            others = threads() if threads is not None else {}
         except Exception as exc:  # a half-built or stopping app: the stacks still help
-            described = f"(state unavailable: {exc!r})\n"
-        log.warning("task stacks on signal %s:\n%s%s", signal.Signals(signum).name,
-                    described, task_stacks(loop))
+            parts.append(f"(state unavailable: {exc!r})")
+            others = {}
+        parts.append(task_stacks(loop))
+        for name, other in others.items():
+            # Read from this thread while that one runs: a snapshot, good enough to tell.
+            try:
+                parts.append(f"thread {name}: " + task_stacks(other))
+            except RuntimeError as exc:  # its task set changed while being read
+                parts.append(f"thread {name}: (tasks unavailable: {exc})")
+        log.warning("task stacks on signal %s:\n%s", signal.Signals(signum).name,
+                    "\n".join(p for p in parts if p))
 
     loop.add_signal_handler(signum, dump)
+
+
+def client_loops(app: Any) -> dict[str, asyncio.AbstractEventLoop]:
+    """The Kafka consumer's own thread's event loop (faust runs the client there)."""
+    loop = getattr(getattr(app.consumer, "_thread", None), "thread_loop", None)
+    return {"consumer": loop} if loop is not None else {}
+
+
+def _tps(found: Any) -> str:
+    return ", ".join(sorted(f"{tp.topic}:{tp.partition}" for tp in found or ())) or "none"
+
+
+def consumer_state(app: Any) -> str:
+    """What faust's consumer fetches, what its streams hold, and where each assigned partition
+    (changelogs aside) is read from, committed and fetched to (faust-streaming's and aiokafka's
+    internals: a snapshot for a person to read, not an interface)."""
+    consumer = app.consumer
+    client = consumer._thread._consumer
+    fetcher = client._fetcher
+    assignment = client._subscription.subscription.assignment
+    routed = app.topics._tp_index
+    assigned = sorted(tp for tp in consumer.assignment() if not tp.topic.endswith("-changelog"))
+    lines = [f"rebalancing {app.rebalancing}, generation {app.consumer_generation_id}, flow "
+             f"control active {app.flow_control.is_active()}, consumer flow active "
+             f"{consumer.flow_active}",
+             f"fetching: {_tps(consumer._active_partitions)}",
+             f"paused: {_tps(consumer._paused_partitions)}",
+             f"held while a stream buffer is full: {_tps(consumer._buffered_partitions)}",
+             f"delivered to no stream: {_tps(tp for tp in assigned if not routed.get(tp))}",
+             f"client: reassigning {client._subscription.reassignment_in_progress}, fetches in "
+             f"flight to nodes {sorted(fetcher._in_flight)}",
+             "partition: read from/committed (faust); position/highwater/fetched (client)"]
+    for tp in assigned:
+        state = assignment.state_value(tp)
+        fetched = fetcher._records.get(tp)
+        lines.append(f"  {tp.topic}:{tp.partition}: {consumer._read_offset.get(tp)}/"
+                     f"{consumer._committed_offset.get(tp)}; {state._position}/{state.highwater}/"
+                     f"{type(fetched).__name__ if fetched else 'none'}"
+                     f"{' paused' if state.paused else ''}")
+    for topic in app.topics:
+        queue = topic.queue
+        lines.append(f"stream buffer of {'+'.join(topic.topics)}: {queue.qsize()} of "
+                     f"{queue.maxsize}")
+    return "\n".join(lines)

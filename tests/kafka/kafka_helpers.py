@@ -207,6 +207,26 @@ def per_deal(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return by_id
 
 
+def wait_for_alerts(stack: Stack, expected: dict[str, dict[str, Any]],
+                    workers: list[Worker]) -> dict[str, dict[str, Any]]:
+    """The per-deal alerts on the alerts topic once they include every `expected` one. If they
+    never do, the failure says which are missing, how far the group committed the input and
+    how many events each worker processed: a worker that stalled, or one that lost work."""
+    try:
+        got: dict[str, dict[str, Any]] = wait_until(
+            lambda: (a := per_deal(stack.alerts())).keys() >= expected.keys() and a,
+            what="every replay alert on the alerts topic")
+    except AssertionError as exc:
+        missing = [expected[k] for k in sorted(expected.keys() - per_deal(stack.alerts()).keys())]
+        inputs = [stack.topics["deals.closed"], stack.topics["accounts.churned"]]
+        processed = {w.name: w.events_total() for w in workers}
+        raise AssertionError(
+            f"{exc}: {len(missing)} of {len(expected)} missing, e.g. "
+            f"{[(a['rule'], a['account_id'], a['deal_id']) for a in missing[:5]]}; "
+            f"events processed {processed}; {offsets_report(stack, inputs)}") from None
+    return got
+
+
 def deal_event(n: int | str, account: str = "acct-1", **fields: Any) -> dict[str, Any]:
     """A valid deal_closed event; any field can be overridden."""
     event: dict[str, Any] = {

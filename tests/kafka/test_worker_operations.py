@@ -123,7 +123,10 @@ def test_sigusr1_logs_what_every_task_waits_on(stack: Stack) -> None:
     # Each task's chain goes through the agent's own function into faust's stream.
     assert "in audit_events: async for events in stream.take_events" in dump, dump
     assert "in take_events:" in dump, dump
+    # And what faust's consumer fetches, where each partition is read, what the batches do.
     assert "fetching: " in dump and "stream buffer of " in dump, dump
+    assert "partition: read from/committed" in dump, dump
+    assert "batches running 0, held for a rebalance False" in dump, dump
     assert worker.ready(), worker.tail()  # it only told: still running, still ready
 
 
