@@ -22,13 +22,18 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+def rule_errors(exc: RuleErrors) -> int:
+    """Print a refused rules directory's errors; the exit code for it (2: bad input)."""
+    for error in exc.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def load_rules_or_exit(value: str | None) -> RulePack:
     try:
         pack = load_rule_pack(rules_dir(value))
     except RuleErrors as exc:
-        for error in exc.errors:
-            print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from exc
+        raise SystemExit(rule_errors(exc)) from exc
     for rule_id, exception in pack.expired_exceptions(utc_today()):
         print(f"warning: {expired_warning(rule_id, exception)}", file=sys.stderr)
     return pack

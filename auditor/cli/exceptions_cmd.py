@@ -10,7 +10,7 @@ import sys
 from datetime import date
 from typing import Any
 
-from auditor.cli.common import rules_dir, utc_today
+from auditor.cli.common import rule_errors, rules_dir, utc_today
 from auditor.errors import RuleErrors
 from auditor.rules.exceptions import RuleException
 
@@ -39,9 +39,7 @@ def run_exceptions(args: argparse.Namespace) -> int:
     try:
         pack = load_rule_pack(directory)
     except RuleErrors as exc:
-        for error in exc.errors:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return rule_errors(exc)
     counts: dict[tuple[str, str], int] | None = None
     if args.events:
         from auditor.replay.runner import Replay

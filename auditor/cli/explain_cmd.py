@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from auditor.cli.common import rules_dir
+from auditor.cli.common import rule_errors, rules_dir
 from auditor.errors import RuleErrors
 
 
@@ -38,9 +38,7 @@ def run_explain(args: argparse.Namespace) -> int:
     try:
         book = load_rule_book(directory)
     except RuleErrors as exc:
-        for error in exc.errors:
-            print(f"error: {error}", file=sys.stderr)
-        return 2
+        return rule_errors(exc)
     try:
         rule_spec(book, args.rule)  # before the file is read
     except UnknownRule as exc:
