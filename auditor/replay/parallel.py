@@ -621,16 +621,7 @@ class ParallelReplay:
                     raise RuntimeError(f"{block.line(i)[0]}: a duplicate the plan took as "
                                        "moving the watermark")
                 for op in ops:
-                    code = op[0]
-                    if code == _PAID:
-                        counters.commission_paid(op[1], op[2], op[3], op[4])
-                    elif code == _EVENT:
-                        counters.event(op[1], op[2])
-                    elif code == _ALERT:
-                        counters.alert(op[1])
-                        on_alert(op[1])
-                    else:
-                        replay(op)
+                    replay(op)
             if found:
                 for alert in found:
                     on_alert(alert)
