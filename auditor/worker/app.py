@@ -295,7 +295,7 @@ class AuditorWorker:
         @_receiver(app.on_rebalance_complete)
         async def on_rebalance_complete(sender: Any, **kwargs: Any) -> None:
             self.batches.release()
-            log.info("tables recovered: %d accounts, %d aggregate periods",
+            log.info("tables recovered: %d accounts records, %d aggregates records",
                      len(self.tables.accounts), len(self.tables.aggregates))
 
         @_timer(app, 60.0)

@@ -6,8 +6,9 @@ For each batch, of either agent:
 2. its outputs -- alerts, dead letters, facts messages -- are delivered to the broker, and
    then the heartbeats that tell the aggregate stages how far the batch's sources are (input
    agent), or the money claims of the batch's alerts, for the deals' ledgers (facts agent);
-3. then the state it changed is logged to the changelogs, once per key, and delivered (each
-   agent logs only its own stages' state: the other agent's batch may await its outputs);
+3. then the state it changed is logged to the changelogs, one record per partition (a
+   PartitionLog's), and delivered (each agent logs only its own stages' state: the other
+   agent's batch may await its outputs);
 4. only then are its offsets marked done, so faust may commit them (commit_gate.py).
 A crash or stop anywhere before 4 leaves the offsets uncommitted: the restarted worker reads the
 batch again, recreates the same alerts (same alert_id) and finds in its state only events whose
@@ -26,7 +27,7 @@ from auditor.worker.commit_gate import CommitGate
 from auditor.worker.delivery import Delivery, Outgoing
 from auditor.worker.pipeline import Outputs, Pipeline
 from auditor.worker.records import ClaimsMessage, FactsMessage
-from auditor.worker.tables import ChangelogRecord
+from auditor.worker.state_log import ChangelogRecord
 
 # A dead letter refused as too large is tried again at these bounds, then given up.
 SMALLER_DEADLETTERS = (64 * 1024, 4096)
@@ -167,15 +168,19 @@ class Batches:
                         letter.to_bytes(max_bytes))
 
     async def _log_state(self, records: list[ChangelogRecord]) -> None:
-        await self.delivery.deliver([self._state(r) for r in records])
+        dropped = self.delivery.failures["state", "dropped"]
+        await self.delivery.deliver([self._state(r) for r in records if not r.cleanup])
+        # Tombstones of the records a snapshot replaces go only once it is delivered whole;
+        # one of its parts refused leaves them (and the older records stay readable).
+        if self.delivery.failures["state", "dropped"] == dropped:
+            await self.delivery.deliver([self._state(r) for r in records if r.cleanup])
 
     def _state(self, record: ChangelogRecord) -> Outgoing:
         table = self.topics.tables[record.table]
         topic = getattr(table, "changelog_topic", table)
-        # A tombstone has no value to serialise; anything else goes as the table writes it.
-        serializer = "raw" if record.value is None else getattr(table, "value_serializer", None)
+        # The value is JSON already (or None, a tombstone); the key goes as the table's keys.
         return Outgoing("state", record, topic, record.key, record.value, record.partition,
-                        getattr(table, "key_serializer", None), serializer)
+                        getattr(table, "key_serializer", None), "raw")
 
     def _done(self, messages: list[Any]) -> None:
         for m in messages:
@@ -188,7 +193,7 @@ class Batches:
             smaller = next((b for b in SMALLER_DEADLETTERS if b < size), None)
             return None if smaller is None else self._deadletter(record.item, smaller)
         if record.output == "state":
-            # The state stays right in memory; only a recovery would miss this key's change.
+            # The state stays right in memory; only a recovery would miss this part's changes.
             return None
         # An alert, a facts or a claims message: a dead letter says what it was, bounded.
         text = record.value.decode("utf-8", "replace") if isinstance(record.value, bytes) else (

@@ -42,13 +42,8 @@ from auditor.worker.records import (
     encode_facts,
     encode_ledger_beat,
 )
-from auditor.worker.tables import (
-    Changelog,
-    ChangelogRecord,
-    StoreContext,
-    TableAccountStore,
-    TableAggregateStore,
-)
+from auditor.worker.state_log import Changelog, ChangelogRecord
+from auditor.worker.tables import StoreContext, TableAccountStore, TableAggregateStore
 
 log = logging.getLogger(__name__)
 TABLES = ("accounts", "aggregates", "watermarks")
@@ -131,9 +126,9 @@ class Pipeline:
         Nothing here waits: the worker waits for that batch before the tables are recovered
         (Batches.hold)."""
         for join in self.joins.values():
-            join.store.view.flush()
+            join.store.log.flush()
         for _, store in self.aggregates.values():
-            store.view.flush()
+            store.log.flush()
         self.joins.clear()
         self.aggregates.clear()
 
@@ -310,13 +305,13 @@ class Pipeline:
         """`state_records` of the join stages alone (events and claims), for the input agent's
         batch."""
         for join in self.joins.values():
-            join.store.view.flush()
+            join.store.log.flush()
         return [r for changelog in self.join_changelogs.values() for r in changelog.drain()]
 
     def aggregate_state_records(self) -> list[ChangelogRecord]:
         """`state_records` of the aggregate stages alone, for the facts agent's batch."""
         for _, store in self.aggregates.values():
-            store.view.flush()
+            store.log.flush()
         return [r for changelog in self.aggregate_changelogs.values()
                 for r in changelog.drain()]
 

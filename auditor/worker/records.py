@@ -170,6 +170,48 @@ def read_watermark_value(value: Any) -> float:
         raise UnreadableRecord(f"not a watermark record: {type(exc).__name__}: {exc}") from exc
 
 
+# A state log record (auditor/worker/state_log.py): the states of one partition that one batch
+# changed, or all of them (a snapshot), in one or more parts; format 3 has no per-key records.
+LOG_FORMAT = 3
+
+
+class LogRecord(NamedTuple):
+    seq: int  # the batch's number in its partition's log
+    snapshot: bool  # every state of the partition, not only the changed ones
+    part: int
+    parts: int
+    marks: dict[str, float]  # the partition's watermarks, all of them
+    states: dict[str, Any]  # key -> state dict, or None for a key deleted
+
+
+def encode_log_record(seq: int, snapshot: bool, part: int, parts: int,
+                      marks: dict[str, float], states: list[str]) -> bytes:
+    """`states`: `"key":value` members already in JSON (each encoded once, counted once)."""
+    head = json.dumps({"v": LOG_FORMAT, "seq": seq, "snapshot": snapshot, "part": part,
+                       "parts": parts, "marks": marks}, separators=(",", ":"))
+    return f'{head[:-1]},"states":{{{",".join(states)}}}}}'.encode()
+
+
+def read_log_record(value: Any) -> LogRecord:
+    """A state log record as sent (bytes) or as recovered by the table (decoded JSON)."""
+    try:
+        data = json.loads(value) if isinstance(value, bytes | str) else value
+        if type(data) is not dict or data.get("v") != LOG_FORMAT:
+            raise UnreadableRecord(f"not a state log record of format {LOG_FORMAT}")
+        seq, part, parts = (data[f] for f in ("seq", "part", "parts"))
+        if not all(type(n) is int for n in (seq, part, parts)) or not 0 <= part < parts:
+            raise ValueError(f"seq {seq!r}, part {part!r} of {parts!r}")
+        marks = {str(k): _number(v) for k, v in dict(data["marks"]).items()}
+        states = dict(data["states"])
+        if not all(v is None or type(v) is dict for v in states.values()):
+            raise TypeError("a state is neither an object nor null")
+        return LogRecord(seq, bool(data["snapshot"]), part, parts, marks, states)
+    except UnreadableRecord:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UnreadableRecord(f"not a state log record: {type(exc).__name__}: {exc}") from exc
+
+
 def _check_format(data: Any) -> None:
     if type(data) is not dict:
         raise UnreadableRecord(f"expected an object, got {type(data).__name__}")

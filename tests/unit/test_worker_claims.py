@@ -11,10 +11,11 @@ import pytest
 from faust.types import TP
 from test_worker_delivery import FakeTopic
 from test_worker_pipeline import PARTITIONS
-from unit_helpers import churn_dict, deal_dict, raw
+from unit_helpers import churn_dict, deal_dict, raw, recovered_states
 
 from auditor.engine.engine import AuditEngine, claims_of
 from auditor.engine.join_stage import Claim
+from auditor.engine.state import AccountState
 from auditor.events.decode import EventDecoder
 from auditor.metrics.counters import RunCounters
 from auditor.simulate.generator import Simulator
@@ -99,7 +100,9 @@ def _cents(flagged) -> dict:
 
 
 def _ledgers(tables) -> dict:
-    return {k: e.state.to_dict()["flagged"] for k, e in tables.accounts.items()}
+    """The deals' ledgers as the accounts' logged records give them."""
+    return {k: state.to_dict()["flagged"]
+            for k, state in recovered_states(tables.accounts, AccountState.from_dict).items()}
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +158,8 @@ def test_a_redelivered_claims_message_changes_nothing(rules, lines):
     sent = len(w.claims)
     w.later()
     assert w.claims[sent:]
-    flagged, ledgers = dict(w.counters.flagged), _ledgers(w.tables)
     w.pipeline.state_records()
+    flagged, ledgers = dict(w.counters.flagged), _ledgers(w.tables)
     # What a restart redelivers: the claims since the last commit. (Claims older than the
     # ledger's horizon -- a deal's time + the rules' window + lateness + two quarters -- find
     # their entry gone; no redelivery reaches that far back.)
@@ -164,6 +167,7 @@ def test_a_redelivered_claims_message_changes_nothing(rules, lines):
         out = w.claim(key, partition, value)
         assert (out.alerts, out.deadletters) == ([], [])
     assert dict(w.counters.flagged) == flagged
+    w.pipeline.state_records()
     assert _ledgers(w.tables) == ledgers
     assert w.counters.events_by_outcome() == _replay(rules, lines)[0].events_by_outcome()
 
@@ -193,9 +197,11 @@ def test_claims_of_a_hand_made_stream_reach_the_accounts_partitions(rules):
     for key, partition, _ in [c for c in w.claims if c[0]]:
         assert partition == expected_partition(key, PARTITIONS)
     # In the ledger of the deal's account, on its partition; counted once with replay's.
-    ledger = w.tables.accounts["acct-0"]
-    assert ledger.partition == expected_partition(b"acct-0", PARTITIONS)
-    assert ledger.state.flagged["D0"].money["recoverable"] == 100.0
+    w.pipeline.state_records()
+    home = expected_partition(b"acct-0", PARTITIONS)
+    ledger = recovered_states({k: v for k, v in w.tables.accounts.items()
+                               if k.startswith(f"~log/{home}/")}, AccountState.from_dict)["acct-0"]
+    assert ledger.flagged["D0"].money["recoverable"] == 100.0
     replayed, _ = _replay(rules, _scenario())
     assert _cents(w.counters.flagged) == _cents(replayed.flagged)
     assert w.counters.events_by_outcome() == {"processed": 6}  # claims are not events

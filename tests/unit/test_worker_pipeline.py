@@ -4,11 +4,14 @@ the orders a consumer of two topics can see, give replay's per-deal alerts."""
 import json
 
 import pytest
+from unit_helpers import recovered_states
 
 from auditor.engine.engine import AuditEngine
+from auditor.engine.state import AccountState, AggregateState
 from auditor.events.decode import EventDecoder
 from auditor.metrics.counters import RunCounters
 from auditor.simulate.generator import Simulator
+from auditor.worker import state_log
 from auditor.worker.partitioning import expected_partition
 from auditor.worker.pipeline import Pipeline, StateTables
 from auditor.worker.records import decode_facts
@@ -62,11 +65,41 @@ def test_any_interleaving_of_the_two_topics_gives_replays_alerts(rules, lines, o
     assert counters.events_by_outcome().get("late", 0) == 0  # the slower topic holds expiry
 
 
-def test_a_pipeline_rebuilt_over_the_same_tables_continues(rules, lines):
-    """A restart: new stages over the recovered tables (here, the same dicts)."""
-    tables = StateTables({}, {}, {})
-    half = len(lines) // 2
-    first = _feed(Pipeline(rules, RunCounters(), tables, 30.0), lines[:half])
+def recover(records, tables: StateTables | None = None) -> StateTables:
+    """Tables as faust recovers them from the changelogs: each record in order, its value
+    decoded from JSON, a tombstone deleting its key."""
+    tables = tables or StateTables({}, {}, {})
+    for r in records:
+        table = getattr(tables, r.table)
+        if r.value is None:
+            table.pop(r.key, None)
+        else:
+            table[r.key] = json.loads(r.value)
+    return tables
+
+
+@pytest.mark.parametrize("snapshot_every", [1, 40, 2000])
+def test_a_pipeline_rebuilt_from_the_changelogs_continues(rules, lines, snapshot_every,
+                                                           monkeypatch):
+    """A restart: new stages over tables recovered from the records logged batch by batch,
+    with snapshots (and their tombstones) taken often or not at all."""
+    monkeypatch.setattr(state_log, "MIN_KEYS_BETWEEN_SNAPSHOTS", snapshot_every)
+    pipeline = Pipeline(rules, RunCounters(), StateTables({}, {}, {}), 30.0)
+    half, records = len(lines) // 2, []
+    first: set[str] = set()
+    for start in range(0, half, 97):
+        first |= _feed(pipeline, lines[start:min(start + 97, half)], start)
+        records += pipeline.state_records()
+    tables = recover(records)
+    if snapshot_every < 2000:
+        # Snapshots replaced the older records: what is left logs about the live states once
+        # or twice (a snapshot, and deltas since it), not every change since the start.
+        assert any(r.cleanup for r in records)
+        live = recovered_states(tables.accounts, AccountState.from_dict)
+        logged = sum(len(v["states"]) for v in tables.accounts.values())
+        assert len(live) <= logged <= 2 * len(live) + 4 * 97
+        assert logged < sum(len(json.loads(r.value)["states"]) for r in records
+                            if r.table == "accounts" and r.value)
     second = _feed(Pipeline(rules, RunCounters(), tables, 30.0), lines[half:], half)
     assert first | second == _replay_ids(rules, lines)
     assert not first & second  # nothing fired twice
@@ -81,10 +114,18 @@ def test_redelivered_facts_change_nothing(rules, lines):
     assert messages
     for m in messages:
         pipeline.on_facts(0, 0, "facts", m.value)
-    before = {k: e.state.to_dict() for k, e in pipeline.tables.aggregates.items()}
+    pipeline.state_records()
+
+    def logged() -> dict:
+        states = recovered_states(pipeline.tables.aggregates, AggregateState.from_dict)
+        return {k: state.to_dict() for k, state in states.items()}
+
+    before = logged()
+    assert before
     for m in messages:
         assert pipeline.on_facts(0, 1, "facts", m.value).alerts == []
-    assert {k: e.state.to_dict() for k, e in pipeline.tables.aggregates.items()} == before
+    pipeline.state_records()
+    assert logged() == before
 
 
 @pytest.mark.parametrize(("key", "value", "reason"), [

@@ -17,7 +17,7 @@ from auditor.metrics.counters import RunCounters
 from auditor.simulate.generator import Simulator
 from auditor.worker.partitioning import expected_partition
 from auditor.worker.pipeline import Pipeline, StateTables
-from auditor.worker.records import FORMAT, decode_facts, encode_facts
+from auditor.worker.records import FORMAT, LOG_FORMAT, decode_facts, encode_facts
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_a_facts_message_that_cannot_be_read_is_a_dead_letter(rules, value):
 def test_state_that_cannot_be_read_starts_afresh(rules, keyed):
     partition, key, line = keyed[0]
     account = key.decode()
-    tables = StateTables({account: {"v": FORMAT + 1, "p": partition, "s": {}}}, {},
+    tables = StateTables({account: {"v": FORMAT + 9, "p": partition, "s": {}}}, {},
                          {f"accounts/{partition}/deal_closed": {"w": 1.0}})  # no version
     counters = RunCounters()
     pipeline = _pipeline(rules, counters, tables)
@@ -108,10 +108,14 @@ def test_state_that_cannot_be_read_starts_afresh(rules, keyed):
     assert out.deadletters == []
     assert pipeline.unreadable == 2
     assert counters.events_by_outcome() == {"processed": 1}
-    assert tables.accounts[account].state.event_ids  # the event's own, afresh
-    records = pipeline.state_records()
-    [state] = [r for r in records if r.table == "accounts"]
-    assert state.value.__json__()["v"] == FORMAT
+    state = pipeline.joins[partition].store.get(account)
+    assert state is not None and state.event_ids  # the event's own, afresh
+    records = [r for r in pipeline.state_records() if r.table == "accounts"]
+    # The unreadable record's key is tombstoned once a snapshot of the log replaces it.
+    [snapshot, tombstone] = records
+    assert json.loads(snapshot.value)["v"] == LOG_FORMAT
+    assert account in json.loads(snapshot.value)["states"]
+    assert (tombstone.key, tombstone.value, tombstone.cleanup) == (account, None, True)
 
 
 def test_facts_messages_stay_under_the_limit():

@@ -169,3 +169,16 @@ def run(rules: RulePack, items: Iterable[dict[str, Any] | bytes], *, flush: bool
 
 def of_rule(alerts: Iterable[Alert], rule: str) -> list[Alert]:
     return [a for a in alerts if a.rule == rule]
+
+
+def recovered_states(table: dict[str, Any], from_dict: Any, partitions: int = 4) -> dict[str, Any]:
+    """Every partition's states as a restarted worker rebuilds them from `table`'s records."""
+    from auditor.worker.state_log import Changelog, PartitionLog
+
+    def unreadable(what: str, problem: str) -> None:
+        raise AssertionError(f"{what}: {problem}")
+
+    states: dict[str, Any] = {}
+    for p in range(partitions):
+        states.update(PartitionLog(table, Changelog("t"), p, from_dict, unreadable).items())
+    return states

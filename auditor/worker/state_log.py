@@ -1,0 +1,242 @@
+"""One partition's state as a log of batches: one changelog record per batch, not per key.
+
+A faust table logs a record per key changed; the worker's batches change hundreds of keys each,
+and every record costs faust a send (most of the worker's time went there). A `PartitionLog`
+holds the states of one partition of a table and its watermarks (`marks`), and `flush` logs
+what a batch changed as one record (in parts below the broker's message limit), keyed
+`~log/<partition>/<seq>/<part>`. When the keys logged since the last snapshot outnumber the
+live states, the next flush logs every state instead (a snapshot), then tombstones every older
+record of the partition: the log stays within about twice the state, and compaction on the
+broker drops the rest.
+
+Rebuilt from the table as recovered: the newest snapshot whose parts are all there, then the
+deltas after it in order. Tombstones go only after the snapshot is delivered (`cleanup`), so a
+crash between the two leaves the older snapshot and its deltas to rebuild from. Per-key records
+of the previous format (`state_value`) are read as a base under the log and tombstoned at its
+first snapshot, which a partition that has them takes at its first flush.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from auditor.engine.state import AccountState, AggregateState
+from auditor.worker.records import (
+    LogRecord,
+    UnreadableRecord,
+    encode_log_record,
+    read_log_record,
+    read_state_value,
+)
+
+log = logging.getLogger(__name__)
+S = TypeVar("S", AccountState, AggregateState)
+# Told of a record that cannot be read: (what and where, the problem).
+OnUnreadable = Callable[[str, str], None]
+# A record's parts stay well under a broker's default 1 MiB message limit.
+PART_MAX_BYTES = 256 * 1024
+# A snapshot is taken when more keys were logged since the last one than there are states,
+# and at least this many (a small partition does not snapshot at every batch).
+MIN_KEYS_BETWEEN_SNAPSHOTS = 2000
+
+
+class ChangelogRecord(NamedTuple):
+    table: str
+    partition: int
+    key: str
+    value: bytes | None  # None: a tombstone
+    cleanup: bool = False  # sent only once the batch's other records are delivered
+
+
+class Changelog:
+    """The changelog records of one table waiting to be sent: the caller sends them once the
+    outputs they follow are delivered, and awaits them, before offsets may be committed."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.pending: list[ChangelogRecord] = []
+
+    def write(self, partition: int, key: str, value: bytes | None,
+              cleanup: bool = False) -> None:
+        self.pending.append(ChangelogRecord(self.table, partition, key, value, cleanup))
+
+    def drain(self) -> list[ChangelogRecord]:
+        pending, self.pending = self.pending, []
+        return pending
+
+
+def _encoded(key: str, state: AccountState | AggregateState | dict[str, Any] | None) -> str:
+    value = state if state is None or isinstance(state, dict) else state.to_dict()
+    return f"{json.dumps(key)}:{json.dumps(value, separators=(',', ':'))}"
+
+
+def _parts(members: list[str], max_bytes: int) -> list[list[str]]:
+    """Members grouped in order, each group's bytes under `max_bytes` (a member larger than
+    that goes alone: the broker may refuse it, which the delivery policy handles)."""
+    parts: list[list[str]] = [[]]
+    size = 0
+    for member in members:
+        if parts[-1] and size + len(member) + 1 > max_bytes:
+            parts.append([])
+            size = 0
+        parts[-1].append(member)
+        size += len(member) + 1
+    return parts
+
+
+class PartitionLog(MutableMapping[str, S], Generic[S]):
+    """The states of one partition of a table, as a plain mapping, and its watermarks."""
+
+    def __init__(self, table: Any, changelog: Changelog, partition: int,
+                 from_dict: Callable[[dict[str, Any]], S], on_unreadable: OnUnreadable,
+                 max_bytes: int = PART_MAX_BYTES) -> None:
+        self.data = getattr(table, "data", table)  # a faust table's store, or a dict
+        self.changelog = changelog
+        self.partition = partition
+        self.from_dict: Callable[[dict[str, Any]], S] = from_dict
+        self.on_unreadable = on_unreadable
+        self.max_bytes = max_bytes
+        self.prefix = f"~log/{partition}/"
+        # A state as recovered stays the plain dict until first read.
+        self.states: dict[str, S | dict[str, Any]] = {}
+        self.marks: dict[str, float] = {}
+        self.dirty: set[str] = set()
+        self.marks_changed = False
+        self.seq = 0  # the next record's
+        self.logged: list[str] = []  # this partition's records in the table, to tombstone
+        self.legacy: list[str] = []  # its per-key records of the previous format
+        self.keys_since_snapshot = 0
+        self._rebuild()
+
+    # -- the mapping the engine's store works on
+
+    def get(self, key: str, default: Any = None) -> Any:
+        state = self.states.get(key)
+        if state is None:
+            return default
+        if type(state) is dict:
+            try:
+                state = self.states[key] = self.from_dict(state)
+            except (ValueError, TypeError, KeyError) as exc:
+                # Policy: reported, and the key starts afresh rather than stopping the worker.
+                self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
+                del self.states[key]
+                self.dirty.add(key)
+                return default
+        return state
+
+    def __getitem__(self, key: str) -> S:
+        state = self.get(key)
+        if state is None:
+            raise KeyError(key)
+        return state  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: str, state: S) -> None:
+        self.states[key] = state
+        self.dirty.add(key)
+
+    def __delitem__(self, key: str) -> None:
+        del self.states[key]
+        self.dirty.add(key)
+
+    def __iter__(self) -> Iterator[str]:
+        # Reading decodes what was recovered, and drops (reported) what cannot be read.
+        return iter([k for k in list(self.states) if self.get(k) is not None])
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    # -- watermarks
+
+    def mark(self, name: str) -> float | None:
+        return self.marks.get(name)
+
+    def set_mark(self, name: str, value: float) -> None:
+        if self.marks.get(name) != value:
+            self.marks[name] = value
+            self.marks_changed = True
+
+    # -- the log
+
+    def flush(self) -> int:
+        """What changed since the last flush, as one record (in parts), or a snapshot; the
+        number of keys logged."""
+        if not self.dirty and not self.marks_changed:
+            return 0
+        seq, self.seq = self.seq, self.seq + 1
+        snapshot = bool(self.legacy) or self.keys_since_snapshot >= max(
+            len(self.states), MIN_KEYS_BETWEEN_SNAPSHOTS)
+        keys = list(self.states) if snapshot else sorted(self.dirty)
+        members = [_encoded(k, self.states.get(k)) for k in keys]
+        parts = _parts(members, self.max_bytes)
+        written = []
+        for i, part in enumerate(parts):
+            key = f"{self.prefix}{seq}/{i}"
+            value = encode_log_record(seq, snapshot, i, len(parts), self.marks, part)
+            self.data[key] = value
+            self.changelog.write(self.partition, key, value)
+            written.append(key)
+        if snapshot:
+            for key in self.logged + self.legacy:
+                self.data.pop(key, None)
+                self.changelog.write(self.partition, key, None, cleanup=True)
+            self.logged, self.legacy = written, []
+            self.keys_since_snapshot = 0
+        else:
+            self.logged += written
+            self.keys_since_snapshot += len(keys)
+        self.dirty.clear()
+        self.marks_changed = False
+        return len(keys)
+
+    def _rebuild(self) -> None:
+        """The partition's states and marks from the table's records."""
+        records: list[tuple[str, LogRecord]] = []
+        legacy: dict[str, dict[str, Any]] = {}
+        for key, value in list(self.data.items()):
+            if not isinstance(key, str):
+                continue
+            if key.startswith(self.prefix):
+                self.logged.append(key)
+                try:
+                    records.append((key, read_log_record(value)))
+                except UnreadableRecord as exc:
+                    self.on_unreadable(f"{self.changelog.table} log record {key!r}", str(exc))
+            elif not key.startswith("~log/") and _legacy_partition(value) == self.partition:
+                try:
+                    legacy[key] = read_state_value(value)[1]
+                except UnreadableRecord as exc:
+                    self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
+                self.legacy.append(key)
+        records.sort(key=lambda item: (item[1].seq, item[1].part))
+        self.seq = max((r.seq for _, r in records), default=-1) + 1
+        snapshot_parts: dict[int, set[int]] = {}
+        for _, r in records:
+            if r.snapshot:
+                snapshot_parts.setdefault(r.seq, set()).add(r.part)
+        base = max((r.seq for _, r in records
+                    if r.snapshot and len(snapshot_parts[r.seq]) == r.parts), default=-1)
+        if base < 0:
+            self.states.update(legacy)
+        for _, r in records:
+            if r.seq < base or (r.seq == base) != r.snapshot:
+                continue  # older than the snapshot, or an unfinished snapshot's part
+            self.marks.update(r.marks)
+            if r.seq > base:
+                self.keys_since_snapshot += len(r.states)
+            for key, state in r.states.items():
+                if state is None:
+                    self.states.pop(key, None)
+                else:
+                    self.states[key] = state
+
+
+def _legacy_partition(value: Any) -> int | None:
+    # A previous-format value carries its partition; anything else is not one.
+    if type(value) is dict:
+        partition = value.get("p")
+        return partition if type(partition) is int else None
+    return None
