@@ -18,10 +18,11 @@ first snapshot, which a partition that has them takes at its first flush.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Generic, NamedTuple, TypeVar
+
+import orjson
 
 from auditor.engine.state import AccountState, AggregateState
 from auditor.worker.records import (
@@ -68,15 +69,15 @@ class Changelog:
         return pending
 
 
-def _encoded(key: str, state: AccountState | AggregateState | dict[str, Any] | None) -> str:
+def _encoded(key: str, state: AccountState | AggregateState | dict[str, Any] | None) -> bytes:
     value = state if state is None or isinstance(state, dict) else state.to_dict()
-    return f"{json.dumps(key)}:{json.dumps(value, separators=(',', ':'))}"
+    return b"%b:%b" % (orjson.dumps(key), orjson.dumps(value))
 
 
-def _parts(members: list[str], max_bytes: int) -> list[list[str]]:
+def _parts(members: list[bytes], max_bytes: int) -> list[list[bytes]]:
     """Members grouped in order, each group's bytes under `max_bytes` (a member larger than
     that goes alone: the broker may refuse it, which the delivery policy handles)."""
-    parts: list[list[str]] = [[]]
+    parts: list[list[bytes]] = [[]]
     size = 0
     for member in members:
         if parts[-1] and size + len(member) + 1 > max_bytes:

@@ -48,17 +48,23 @@ class SmallestWatermark:
                 except UnreadableRecord as exc:
                     context.on_unreadable(f"watermark {mark!r}", str(exc))
 
+        self._value = self._smallest()
+
     def observe(self, name: object, value: float) -> None:
         mark = self._names.get(name)  # an unknown source is not one this stage waits for
         if mark is not None and value > (self._log.mark(mark) or 0.0):
             self._log.set_mark(mark, value)
+            self._value = self._smallest()
 
     def __len__(self) -> int:
         return len(self._names)
 
+    def _smallest(self) -> float:
+        return min((self._log.mark(m) or 0.0 for m in self._names.values()), default=0.0)
+
     @property
     def value(self) -> float:
-        return min((self._log.mark(m) or 0.0 for m in self._names.values()), default=0.0)
+        return self._value  # read for every event: kept, not recomputed
 
 
 class TableAccountStore(MemoryAccountStore):
