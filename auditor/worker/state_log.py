@@ -19,7 +19,7 @@ first snapshot, which a partition that has them takes at its first flush.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, ItemsView, Iterator, MutableMapping
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import orjson
@@ -149,6 +149,13 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
 
     def __len__(self) -> int:
         return len(self.states)
+
+    def items(self) -> ItemsView[str, S]:
+        # The stages walk every state at each settle check and metrics scrape: the dict's own
+        # view, once what was recovered is decoded, not a lookup per key.
+        for key in [k for k, state in self.states.items() if type(state) is dict]:
+            self.get(key)
+        return self.states.items()  # type: ignore[return-value]
 
     # -- watermarks
 
