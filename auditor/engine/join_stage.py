@@ -83,9 +83,8 @@ class JoinStage:
         state = store.get(event.account_id)
         if state is None:
             state = AccountState()
-        elif event.event_id in state.event_ids or (
-            type(event) is Deal and event.deal_id in state.deals
-        ):
+        elif (type(event) is Deal and event.deal_id in state.deals) or state.has_event(
+                event.event_id):
             return DUPLICATE
         time = event.time
         watermark = store.watermark
@@ -105,7 +104,6 @@ class JoinStage:
             for on_churn in self.on_churn:
                 on_churn(event, state, found)
             state.churns.append(event)
-        state.event_ids.add(event.event_id)
         alerts, facts = found.alerts, found.facts
         excepted: tuple[Excepted, ...] = ()
         if alerts and self.exceptions:

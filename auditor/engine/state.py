@@ -55,12 +55,11 @@ class Churned(NamedTuple):
 class AccountState:
     """The deals and churns of one account still inside the horizon, and what already fired."""
 
-    __slots__ = ("churns", "deals", "event_ids", "fired", "flagged")
+    __slots__ = ("churns", "deals", "fired", "flagged")
 
     def __init__(self) -> None:
         self.deals: dict[str, Deal] = {}
         self.churns: list[Churn] = []
-        self.event_ids: set[str] = set()
         # "rule\x1fdeal_id" of rules that fire once per deal (deal-after-churn); the shared
         # empty NOTHING_FIRED until the first (`mark_fired`).
         self.fired: set[str] | frozenset[str] = NOTHING_FIRED
@@ -77,6 +76,14 @@ class AccountState:
             entry = flagged[deal_id] = Flagged(plan_id, team, time)
         return entry
 
+    def has_event(self, event_id: str) -> bool:
+        """An event of this id is held (a duplicate). A scan, not a set: an account holds a
+        few events, and a set each cost more memory than the account's deals."""
+        for deal in self.deals.values():
+            if deal.event_id == event_id:
+                return True
+        return any(churn.event_id == event_id for churn in self.churns)
+
     def mark_fired(self, key: str) -> None:
         fired = self.fired
         if type(fired) is set:
@@ -91,9 +98,8 @@ class AccountState:
         if deals:
             old = [d for d, deal in deals.items() if deal.time < cutoff]
             if old:
-                event_ids = self.event_ids
                 for deal_id in old:
-                    event_ids.discard(deals.pop(deal_id).event_id)
+                    del deals[deal_id]
                 if self.fired:
                     ends = tuple("\x1f" + deal_id for deal_id in old)
                     self.fired = {key for key in self.fired if not key.endswith(ends)}
@@ -101,10 +107,6 @@ class AccountState:
         if churns:
             kept = [c for c in churns if c.time >= cutoff]
             if len(kept) != len(churns):
-                event_ids = self.event_ids
-                for churn in churns:
-                    if churn.time < cutoff:
-                        event_ids.discard(churn.event_id)
                 self.churns = kept
         flagged = self.flagged
         if flagged:
@@ -136,12 +138,10 @@ class AccountState:
             deal = event_from_dict(raw)
             assert isinstance(deal, Deal)
             state.deals[deal.deal_id] = deal
-            state.event_ids.add(deal.event_id)
         for raw in data["churns"]:
             churn = event_from_dict(raw)
             assert isinstance(churn, Churn)
             state.churns.append(churn)
-            state.event_ids.add(churn.event_id)
         state.fired = set(data["fired"])
         if data["flagged"]:
             state.flagged = {d: Flagged(plan_id, team, time, dict(money))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from sys import intern
 
 from pydantic import ValidationError
 
 from auditor.events.currency import CurrencyTable
 from auditor.events.deadletter import DeadLetter
-from auditor.events.models import EVENT_ADAPTER, Deal, Event
+from auditor.events.models import EVENT_ADAPTER, Churn, Deal, Event
 
 MAX_EVENT_BYTES = 1024 * 1024
 # The head of a too_large input kept in its dead letter (which says `"truncated": true`).
@@ -78,7 +79,23 @@ class EventDecoder:
                     source, _text(raw), event.event_type, len(raw),
                 )
             _convert(event, rate)
+        _share_texts(event)
         return event
+
+
+# Texts most events repeat (an account's id in each of its events, a few teams, plans, reps):
+# each event's own copy is swapped for one shared string. Interned strings are freed with
+# their last holder, so this keeps nothing alive; it saves ~300 bytes of every retained deal.
+_SHARED_TEXTS = {Deal: ("account_id", "rep_id", "team", "plan_id", "deal_type", "currency",
+                        "basis", "region", "manager_id"),
+                 Churn: ("account_id", "churn_type", "currency")}
+
+
+def _share_texts(event: Event) -> None:
+    for name in _SHARED_TEXTS[type(event)]:
+        value = getattr(event, name)
+        if value is not None:
+            setattr(event, name, intern(value))
 
 
 def _convert(event: Event, rate: float) -> None:

@@ -142,7 +142,6 @@ def test_account_state_round_trip_with_and_without_them(decoder):
                                      deal_dict(deal_id="d-without")]):
         assert isinstance(deal, Deal)
         state.deals[deal.deal_id] = deal
-        state.event_ids.add(deal.event_id)
     stored = json.loads(json.dumps(state.to_dict()))
     again = AccountState.from_dict(stored)
     assert again.to_dict() == state.to_dict()
