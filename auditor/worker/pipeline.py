@@ -38,9 +38,9 @@ from auditor.worker.records import (
     UnreadableRecord,
     decode_claims,
     decode_facts,
+    encode_beat,
     encode_claims,
     encode_facts,
-    encode_ledger_beat,
 )
 from auditor.worker.state_log import Changelog, ChangelogRecord
 from auditor.worker.tables import StoreContext, TableAccountStore, TableAggregateStore
@@ -182,11 +182,11 @@ class Pipeline:
            large), each with its source partition and the watermark that source had when the
            batch began (every fact of earlier events is delivered by then, so no period settles
            on it before this batch's facts are in);
-        2. heartbeats: when a source's watermark has reached a new day, its watermark now, to
-           every aggregate partition -- sent once the facts are delivered, so it follows them --
-           so a period settles there even if this source sends it no facts."""
+        2. heartbeats: the watermarks now of the sources whose watermark has reached a new day,
+           in one message to every aggregate partition -- sent once the facts are delivered, so
+           it follows them -- so a period settles there even if a source sends it no facts."""
         facts: list[FactsMessage] = []
-        beats: list[FactsMessage] = []
+        beats: dict[int, float] = {}
         for source, join in self.joins.items():
             by_partition: dict[int, list[AggregateFact]] = {}
             for key, batch in join.facts.items():
@@ -200,13 +200,15 @@ class Pipeline:
             day = int(watermark // DAY)
             if watermark and day != join.heartbeat_day:
                 join.heartbeat_day = day
-                [beat] = encode_facts(source, watermark, [], max_bytes)
-                beats += [FactsMessage(None, p, beat) for p in range(self.partitions)]
-        return facts, beats
+                beats[source] = watermark
+        if not beats:
+            return facts, []
+        beat = encode_beat(beats)
+        return facts, [FactsMessage(None, p, beat) for p in range(self.partitions)]
 
     def on_facts(self, partition: int, offset: int, topic: str, value: bytes | None) -> Outputs:
         """One message of the repartition topic (written by a worker, maybe of another
-        version): its facts applied, then its source's watermark."""
+        version): its facts applied, then its sources' watermarks."""
         out = Outputs()
         try:
             record = decode_facts(value)
@@ -221,7 +223,8 @@ class Pipeline:
         stage, store = self._aggregate(partition)
         for fact in record.facts:
             out.alerts.extend(stage.apply(fact))
-        store.observe(record.source, record.watermark)
+        for source, watermark in record.watermarks.items():
+            store.observe(source, watermark)
         out.alerts.extend(stage.observe(store.watermark))
         return out
 
@@ -237,15 +240,19 @@ class Pipeline:
                                   value)
                     for account, claims in by_account.items()
                     for value in encode_claims(account, claims, max_bytes)]
-        # Then, when an aggregate stage's watermark reached a new day, a LedgerBeat to every
-        # join stage: after the claims, so a ledger entry is never dropped ahead of its claim.
+        # Then the watermarks of the aggregate stages that reached a new day, in a LedgerBeat to
+        # every join stage: after the claims, so a ledger entry is never dropped ahead of its
+        # claim.
+        beats: dict[int, float] = {}
         for source, (_, store) in self.aggregates.items():
             watermark = store.watermark
             day = int(watermark // DAY)
             if watermark and day != self._ledger_beat_days.get(source):
                 self._ledger_beat_days[source] = day
-                beat = encode_ledger_beat(source, watermark)
-                messages += [ClaimsMessage("", p, beat) for p in range(self.partitions)]
+                beats[source] = watermark
+        if beats:
+            beat = encode_beat(beats)
+            messages += [ClaimsMessage("", p, beat) for p in range(self.partitions)]
         return messages
 
     def on_claims(self, topic: str, partition: int, offset: int, key: bytes | None,
@@ -267,7 +274,9 @@ class Pipeline:
             out.deadletters.append(letter)
             return out
         if isinstance(decoded, LedgerBeat):
-            self._join(partition).store.observe_ledger(decoded.source, decoded.watermark)
+            store = self._join(partition).store
+            for aggregate, watermark in decoded.watermarks.items():
+                store.observe_ledger(aggregate, watermark)
             return out
         account, claims = decoded
         # The worker sends claims to the account's partition; anywhere else they would go to

@@ -40,8 +40,9 @@ class FactsMessage(NamedTuple):
 
 
 class FactsRecord(NamedTuple):
-    source: int  # the input partition whose join stage sent it
-    watermark: float  # that join stage's watermark when it sent it
+    # The watermark of each input partition whose join stage sent it: the one whose facts it
+    # carries (its watermark when the batch began), or several, in a heartbeat without facts.
+    watermarks: dict[int, float]
     facts: list[AggregateFact]
 
 
@@ -64,11 +65,23 @@ def encode_facts(source: int, watermark: float, facts: list[AggregateFact],
                      [f.to_dict() for f in facts], max_bytes)
 
 
+def encode_beat(watermarks: dict[int, float]) -> bytes:
+    """A heartbeat: how far each of several sources has got, in one message (to the
+    repartition topic from join stages, to the claims topic from aggregate stages)."""
+    return orjson.dumps({"v": FORMAT, "beats": {str(s): w for s, w in watermarks.items()}})
+
+
+def _beats(data: dict[str, Any]) -> dict[int, float]:
+    return {int(source): _number(watermark) for source, watermark in dict(data["beats"]).items()}
+
+
 def decode_facts(value: bytes | None) -> FactsRecord:
     try:
         data = orjson.loads(value or b"")
         _check_format(data)
-        return FactsRecord(int(data["source"]), float(data["watermark"]),
+        if "beats" in data:
+            return FactsRecord(_beats(data), [])
+        return FactsRecord({int(data["source"]): float(data["watermark"])},
                            [AggregateFact.from_dict(f) for f in data["facts"]])
     except UnreadableRecord:
         raise
@@ -95,16 +108,11 @@ def encode_claims(account_id: str, claims: list[Claim], max_bytes: int) -> list[
 
 
 class LedgerBeat(NamedTuple):
-    """A claims-topic message without claims: how far an aggregate stage has got. A join stage
+    """A claims-topic message without claims: how far aggregate stages have got. A join stage
     keeps its deals' ledger entries until every aggregate stage is past them, since until then
     a finding may still claim money on them."""
 
-    source: int  # the repartition-topic partition of the aggregate stage
-    watermark: float
-
-
-def encode_ledger_beat(source: int, watermark: float) -> bytes:
-    return orjson.dumps({"v": FORMAT, "source": source, "watermark": watermark})
+    watermarks: dict[int, float]  # repartition-topic partition of the stage -> its watermark
 
 
 def decode_claims(value: bytes | None) -> tuple[str, list[Claim]] | LedgerBeat:
@@ -113,11 +121,13 @@ def decode_claims(value: bytes | None) -> tuple[str, list[Claim]] | LedgerBeat:
     try:
         data = orjson.loads(value or b"")
         _check_format(data)
-        if "account_id" not in data:
+        if "beats" in data:
+            return LedgerBeat(_beats(data))
+        if "account_id" not in data:  # a beat of one stage, as the previous version sent
             source = data["source"]
             if type(source) is not int:
                 raise TypeError(f"source {source!r} is not an integer")
-            return LedgerBeat(source, _number(data["watermark"]))
+            return LedgerBeat({source: _number(data["watermark"])})
         account_id = _text(data["account_id"])
         claims = []
         for raw in data["claims"]:

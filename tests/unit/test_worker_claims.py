@@ -25,8 +25,11 @@ from auditor.worker.partitioning import expected_partition
 from auditor.worker.pipeline import FACTS_MAX_BYTES, Pipeline, StateTables
 from auditor.worker.records import (
     FORMAT,
+    LedgerBeat,
     UnreadableRecord,
     decode_claims,
+    decode_facts,
+    encode_beat,
     encode_claims,
     encode_facts,
 )
@@ -317,11 +320,13 @@ def test_batches_send_claims_after_the_alerts_and_apply_them_with_the_events(rul
     assert log.index("aggregates") > max(i for i, name in enumerate(log) if name == CLAIMS)
     assert "accounts" not in log  # nor the facts agent the accounts'
     sent = topics.claims.sent
-    # The claims, then a LedgerBeat (no key) from each aggregate stage to every partition.
+    # The claims, then a LedgerBeat (no key) with the aggregate stages' watermarks to every
+    # partition.
     assert sorted(k for k, _, _ in sent if k) == [b"b-0", b"b-1"]
     assert all(p == expected_partition(k, PARTITIONS) for k, _, p in sent if k)
-    assert sorted(p for k, _, p in sent if not k) == sorted(
-        p for _ in range(PARTITIONS) for p in range(PARTITIONS))
+    assert sorted(p for k, _, p in sent if not k) == list(range(PARTITIONS))
+    assert {stage for k, v, _ in sent if not k
+            for stage in decode_claims(v).watermarks} == set(range(PARTITIONS))
 
     before = sum(counters.flagged.values())
     log.clear()
@@ -380,3 +385,11 @@ def test_neither_agent_logs_state_the_other_batch_has_not_delivered_for(rules):
     logged = asyncio.run(scenario())
     assert "accounts" in logged and "aggregates" not in logged
     assert "aggregates" in log[len(logged):]  # logged by the facts batch, after its alerts
+
+
+def test_ledger_beats_of_several_stages_and_of_the_previous_version_are_read():
+    assert decode_claims(encode_beat({0: 5.0, 3: 7.5})) == LedgerBeat({0: 5.0, 3: 7.5})
+    assert decode_claims(b'{"v": 2, "source": 1, "watermark": 5.0}') == LedgerBeat({1: 5.0})
+    assert decode_facts(encode_beat({2: 1.5})).watermarks == {2: 1.5}
+    with pytest.raises(UnreadableRecord):
+        decode_claims(b'{"v": 2, "beats": {"x": 1.0}}')

@@ -164,7 +164,7 @@ def test_a_batch_sends_one_facts_message_per_source_and_destination_partition(ru
         sources.add(expected_partition(key, PARTITIONS))
         pipeline.on_input("t", expected_partition(key, PARTITIONS), n, key, line)
     messages, _ = pipeline.facts_messages()
-    places = [(decode_facts(m.value).source, m.partition) for m in messages]
+    places = [(*decode_facts(m.value).watermarks, m.partition) for m in messages]
     assert len(places) == len(set(places)) <= len(sources) * PARTITIONS
     facts = 0
     for message in messages:
