@@ -153,9 +153,9 @@ class AggregateState:
     """One (rule, group, quarter): the contributing deals by (account, deal) key (facts.member),
     so re-delivery cannot count twice, and running totals, so a live value costs O(1) per fact."""
 
-    __slots__ = ("churned", "churned_amount", "churned_count", "churned_sums", "churned_upfront",
-                 "deals", "end", "fired", "group", "period", "rule", "settled", "stale_sums",
-                 "sums", "totals")
+    __slots__ = ("changes", "churned", "churned_amount", "churned_count", "churned_sums",
+                 "churned_upfront", "deals", "end", "fired", "group", "period", "rule",
+                 "settled", "stale_sums", "sums", "totals")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
@@ -179,6 +179,35 @@ class AggregateState:
         self.stale_sums = False
         self.settled = False
         self.fired = False
+        # Keys of the deals and churned entries added since `take_changes`, once a store that
+        # logs changes asks for them (`track_changes`); None otherwise, so nothing is kept.
+        self.changes: tuple[list[str], list[str]] | None = None
+
+    def track_changes(self) -> None:
+        """From now on, remember what is added, for `take_changes`."""
+        self.changes = ([], [])
+
+    def take_changes(self) -> dict[str, Any] | None:
+        """What changed since tracking began or the last call, as a patch of `to_dict`'s form
+        (`merge_changes` applies it): the entries added and every scalar. None when not
+        tracking. A period holds thousands of deals and gains a few per batch."""
+        changes = self.changes
+        if changes is None:
+            return None
+        deals, churned = changes
+        self.changes = ([], [])
+        patch = self.to_dict(entries=False)
+        patch["+deals"] = {k: self.deals[k] for k in deals}
+        patch["+churned"] = {k: tuple(self.churned[k]) for k in churned}
+        return patch
+
+    @staticmethod
+    def merge_changes(data: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        """`to_dict`'s form of a state, with `take_changes`'s patch applied."""
+        merged = {k: v for k, v in patch.items() if k[0] != "+"}
+        merged["deals"] = {**data["deals"], **patch["+deals"]}
+        merged["churned"] = {**data["churned"], **patch["+churned"]}
+        return merged
 
     def add_deal(self, key: str, deal_type: str, amount: float, acv: float,
                  paid_upfront: float, values: Sequence[float] = ()) -> bool:
@@ -191,6 +220,8 @@ class AggregateState:
         if key in deals:
             return False
         deals[key] = entry
+        if self.changes is not None:
+            self.changes[0].append(key)
         if values:
             _add(self.sums, values)
         else:
@@ -213,12 +244,13 @@ class AggregateState:
         class, whatever the order they arrive in."""
         churned = churned or Churned()
         known = self.churned.get(key)
-        if known is not None:
-            if churned.days >= known.days:
-                return False
-            self.churned[key] = churned
-            return True
+        if known is not None and churned.days >= known.days:
+            return False
+        if self.changes is not None:
+            self.changes[1].append(key)
         self.churned[key] = churned
+        if known is not None:
+            return True
         if key in self.deals:
             self._count_churned(key, values)
         return True
@@ -247,13 +279,19 @@ class AggregateState:
             self.sums, self.churned_sums, self.stale_sums = sums, churned, False
         return self.sums, self.churned_sums
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, entries: bool = True) -> dict[str, Any]:
+        """Its JSON form (tuples as lists); without the deals and churned entries when not
+        `entries`."""
+        data: dict[str, Any] = {
             "rule": self.rule, "group": self.group, "period": self.period, "end": self.end,
-            "deals": {k: list(v) for k, v in self.deals.items()},
-            "churned": {k: list(v) for k, v in self.churned.items()},
             "settled": self.settled, "fired": self.fired,
-        } | ({} if self.stale_sums else {"sums": self.sums, "churned_sums": self.churned_sums})
+        }
+        if entries:
+            data["deals"] = dict(self.deals)
+            data["churned"] = {k: tuple(v) for k, v in self.churned.items()}
+        if not self.stale_sums:
+            data["sums"], data["churned_sums"] = self.sums, self.churned_sums
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateState:

@@ -48,8 +48,8 @@ from auditor.worker.tables import StoreContext, TableAccountStore, TableAggregat
 log = logging.getLogger(__name__)
 TABLES = ("accounts", "aggregates", "watermarks")
 # Facts and claims messages stay well under a broker's default 1 MiB message limit.
-FACTS_MAX_BYTES = 256 * 1024
-CLAIMS_MAX_BYTES = 256 * 1024
+FACTS_MAX_BYTES = 512 * 1024
+CLAIMS_MAX_BYTES = 512 * 1024
 
 
 @dataclass

@@ -4,10 +4,10 @@ A faust table logs a record per key changed; the worker's batches change hundred
 and every record costs faust a send (most of the worker's time went there). A `PartitionLog`
 holds the states of one partition of a table and its watermarks (`marks`), and `flush` logs
 what a batch changed as one record (in parts below the broker's message limit), keyed
-`~log/<partition>/<seq>/<part>`. When the keys logged since the last snapshot outnumber the
-live states, the next flush logs every state instead (a snapshot), then tombstones every older
-record of the partition: the log stays within about twice the state, and compaction on the
-broker drops the rest.
+`~log/<partition>/<seq>/<part>`; a state that can say what it gained (an aggregate period)
+as that patch. When the records logged since the last snapshot outgrow it, the next flush logs
+every state instead (a snapshot), then tombstones every older record of the partition: the log
+stays within about three times the state, and compaction on the broker drops the rest.
 
 Rebuilt from the table as recovered: the newest snapshot whose parts are all there, then the
 deltas after it in order. Tombstones go only after the snapshot is delivered (`cleanup`), so a
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, ItemsView, Iterator, MutableMapping
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
 import orjson
 
@@ -38,10 +38,14 @@ S = TypeVar("S", AccountState, AggregateState)
 # Told of a record that cannot be read: (what and where, the problem).
 OnUnreadable = Callable[[str, str], None]
 # A record's parts stay well under a broker's default 1 MiB message limit.
-PART_MAX_BYTES = 256 * 1024
-# A snapshot is taken when more keys were logged since the last one than there are states,
-# and at least this many (a small partition does not snapshot at every batch).
-MIN_KEYS_BETWEEN_SNAPSHOTS = 2000
+PART_MAX_BYTES = 512 * 1024
+# A snapshot is taken when the records logged since the last one are SNAPSHOT_AFTER times as
+# large as it was, and at least MIN_BYTES_BETWEEN_SNAPSHOTS (a small partition does not
+# snapshot at every batch): the log holds at most about three times the state, and a
+# snapshot's cost (its parts, and a tombstone for every older record) is spread over twice its
+# bytes of changes.
+SNAPSHOT_AFTER = 2
+MIN_BYTES_BETWEEN_SNAPSHOTS = 1024 * 1024
 
 
 class ChangelogRecord(NamedTuple):
@@ -88,12 +92,28 @@ def _parts(members: list[bytes], max_bytes: int) -> list[list[bytes]]:
     return parts
 
 
+class _Tracked(Protocol):
+    """A state that can say what changed in it (AggregateState): logged as a patch."""
+
+    def track_changes(self) -> None: ...
+
+    def take_changes(self) -> dict[str, Any] | None: ...
+
+
+# Merges a patch into a state's dict form (the state class's `merge_changes`).
+Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
 class PartitionLog(MutableMapping[str, S], Generic[S]):
-    """The states of one partition of a table, as a plain mapping, and its watermarks."""
+    """The states of one partition of a table, as a plain mapping, and its watermarks.
+
+    With `merge`, a state changed in place is logged as the patch its `take_changes` gives
+    (`{"+": patch}`), not whole: an aggregate period holds thousands of deals and gains a few
+    per batch. A state new to the log, or replaced by another object, is logged whole."""
 
     def __init__(self, table: Any, changelog: Changelog, partition: int,
                  from_dict: Callable[[dict[str, Any]], S], on_unreadable: OnUnreadable,
-                 max_bytes: int = PART_MAX_BYTES) -> None:
+                 max_bytes: int = PART_MAX_BYTES, merge: Merge | None = None) -> None:
         self.data = getattr(table, "data", table)  # a faust table's store, or a dict
         self.changelog = changelog
         self.partition = partition
@@ -104,12 +124,15 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
         # A state as recovered stays the plain dict until first read.
         self.states: dict[str, S | dict[str, Any]] = {}
         self.marks: dict[str, float] = {}
+        self.merge = merge
         self.dirty: set[str] = set()
+        self.whole: set[str] = set()  # dirty keys to log whole (new, or a new object)
         self.marks_changed = False
         self.seq = 0  # the next record's
         self.logged: list[str] = []  # this partition's records in the table, to tombstone
         self.legacy: list[str] = []  # its per-key records of the previous format
-        self.keys_since_snapshot = 0
+        self.bytes_since_snapshot = 0
+        self.snapshot_bytes = 0
         self._rebuild()
 
     # -- the mapping the engine's store works on
@@ -121,6 +144,8 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
         if type(state) is dict:
             try:
                 state = self.states[key] = self.from_dict(state)
+                if self.merge is not None:
+                    cast(_Tracked, state).track_changes()
             except (ValueError, TypeError, KeyError) as exc:
                 # Policy: reported, and the key starts afresh rather than stopping the worker.
                 self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
@@ -136,6 +161,10 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
         return state  # type: ignore[no-any-return]
 
     def __setitem__(self, key: str, state: S) -> None:
+        if self.states.get(key) is not state:
+            self.whole.add(key)
+            if self.merge is not None:
+                cast(_Tracked, state).track_changes()
         self.states[key] = state
         self.dirty.add(key)
 
@@ -175,34 +204,46 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
         if not self.dirty and not self.marks_changed:
             return 0
         seq, self.seq = self.seq, self.seq + 1
-        snapshot = bool(self.legacy) or self.keys_since_snapshot >= max(
-            len(self.states), MIN_KEYS_BETWEEN_SNAPSHOTS)
+        snapshot = bool(self.legacy) or self.bytes_since_snapshot >= max(
+            SNAPSHOT_AFTER * self.snapshot_bytes, MIN_BYTES_BETWEEN_SNAPSHOTS)
         keys = list(self.states) if snapshot else sorted(self.dirty)
-        members = [_encoded(k, self.states.get(k)) for k in keys]
+        members = [self._member(k, snapshot) for k in keys]
         parts = _parts(members, self.max_bytes)
-        written = []
+        written, size = [], 0
         for i, part in enumerate(parts):
             key = f"{self.prefix}{seq}/{i}"
             value = encode_log_record(seq, snapshot, i, len(parts), self.marks, part)
             self.data[key] = value
             self.changelog.write(self.partition, key, value)
             written.append(key)
+            size += len(value)
         if snapshot:
             for key in self.logged + self.legacy:
                 self.data.pop(key, None)
                 self.changelog.write(self.partition, key, None, cleanup=True)
             self.logged, self.legacy = written, []
-            self.keys_since_snapshot = 0
+            self.snapshot_bytes, self.bytes_since_snapshot = size, 0
         else:
             self.logged += written
-            self.keys_since_snapshot += len(keys)
+            self.bytes_since_snapshot += size
         self.dirty.clear()
+        self.whole.clear()
         self.marks_changed = False
         return len(keys)
+
+    def _member(self, key: str, snapshot: bool) -> bytes:
+        state = self.states.get(key)
+        if self.merge is None or state is None or type(state) is dict:
+            return _encoded(key, state)
+        patch = cast(_Tracked, state).take_changes()  # taken in any case: logged now
+        if snapshot or key in self.whole or patch is None:
+            return _encoded(key, state)
+        return b'%b:{"+":%b}' % (orjson.dumps(key), orjson.dumps(patch))
 
     def _rebuild(self) -> None:
         """The partition's states and marks from the table's records."""
         records: list[tuple[str, LogRecord]] = []
+        sizes: dict[str, int] = {}
         legacy: dict[str, dict[str, Any]] = {}
         for key, value in list(self.data.items()):
             if not isinstance(key, str):
@@ -211,6 +252,7 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
                 self.logged.append(key)
                 try:
                     records.append((key, read_log_record(value)))
+                    sizes[key] = len(value if isinstance(value, bytes) else orjson.dumps(value))
                 except UnreadableRecord as exc:
                     self.on_unreadable(f"{self.changelog.table} log record {key!r}", str(exc))
             elif not key.startswith("~log/") and _legacy_partition(value) == self.partition:
@@ -229,17 +271,32 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
                     if r.snapshot and len(snapshot_parts[r.seq]) == r.parts), default=-1)
         if base < 0:
             self.states.update(legacy)
-        for _, r in records:
+        for record_key, r in records:
             if r.seq < base or (r.seq == base) != r.snapshot:
                 continue  # older than the snapshot, or an unfinished snapshot's part
             self.marks.update(r.marks)
             if r.seq > base:
-                self.keys_since_snapshot += len(r.states)
+                self.bytes_since_snapshot += sizes[record_key]
+            else:
+                self.snapshot_bytes += sizes[record_key]
             for key, state in r.states.items():
                 if state is None:
                     self.states.pop(key, None)
+                elif "+" in state:  # a patch of the state logged before it
+                    self._patch(key, state["+"])
                 else:
                     self.states[key] = state
+
+    def _patch(self, key: str, patch: Any) -> None:
+        base = self.states.get(key)
+        try:
+            if self.merge is None or type(base) is not dict or type(patch) is not dict:
+                raise ValueError("a patch without a logged state to apply it to")
+            self.states[key] = self.merge(base, patch)
+        except (ValueError, TypeError, KeyError) as exc:
+            # Policy: reported, and the key starts afresh rather than stopping the worker.
+            self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
+            self.states.pop(key, None)
 
 
 def _legacy_partition(value: Any) -> int | None:

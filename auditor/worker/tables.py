@@ -118,7 +118,7 @@ class TableAggregateStore(MemoryAggregateStore):
     def __init__(self, context: StoreContext, partition: int, sources: int) -> None:
         self.log: PartitionLog[AggregateState] = PartitionLog(
             context.aggregates, context.changelogs["aggregates"], partition,
-            AggregateState.from_dict, context.on_unreadable)
+            AggregateState.from_dict, context.on_unreadable, merge=AggregateState.merge_changes)
         self._sources = SmallestWatermark(context, self.log, f"aggregates/{partition}/from",
                                           range(sources))
         super().__init__(self.log)

@@ -67,7 +67,7 @@ def run(batches: int, max_bytes: int = 256 * 1024) -> tuple[PartitionLog, list[l
 
 @pytest.fixture(autouse=True)
 def _often(monkeypatch):
-    monkeypatch.setattr(state_log, "MIN_KEYS_BETWEEN_SNAPSHOTS", 12)
+    monkeypatch.setattr(state_log, "MIN_BYTES_BETWEEN_SNAPSHOTS", 400)
 
 
 def test_rebuilt_from_the_records_it_wrote():
@@ -127,7 +127,8 @@ def test_previous_format_records_are_read_and_replaced_by_a_snapshot():
     assert contents(make(recover(records, dict(table)))) == {"a": 5, "b": 2}
 
 
-def test_records_that_cannot_be_read_are_reported_and_the_rest_used():
+def test_records_that_cannot_be_read_are_reported_and_the_rest_used(monkeypatch):
+    monkeypatch.setattr(state_log, "MIN_BYTES_BETWEEN_SNAPSHOTS", 10**9)  # no snapshot
     _, per_batch = run(3)
     table = recover([r for batch in per_batch for r in batch])
     table["~log/0/1/0"] = {"v": 99}
@@ -139,3 +140,36 @@ def test_records_that_cannot_be_read_are_reported_and_the_rest_used():
     assert "k0" not in contents(rebuilt)  # read lazily: reported then, and dropped
     assert problems[-1] == "t state 'k0'"
     assert rebuilt.dirty == {"k0"}  # logged as gone at the next flush
+
+
+def test_a_period_changed_in_place_is_logged_as_what_it_gained(monkeypatch):
+    from auditor.engine.state import AggregateState, Churned
+
+    monkeypatch.setattr(state_log, "MIN_BYTES_BETWEEN_SNAPSHOTS", 10**9)  # no snapshot
+    log = PartitionLog({}, Changelog("aggregates"), 0, AggregateState.from_dict,
+                       lambda what, why: pytest.fail(f"{what}: {why}"),
+                       merge=AggregateState.merge_changes)
+    period = AggregateState("r", "team-a", "2026-Q1", 1.7e9)
+    for n in range(300):
+        period.add_deal(f"a\x1fd{n}", "new_logo", 10.0 + n, 100.0, 5.0, (1.0,) * 6)
+    log["p"] = period
+    log.flush()
+    period.add_deal("a\x1fd-new", "renewal", 7.0, 70.0, 0.0, (1.0,) * 6)
+    period.add_churned("a\x1fd3", Churned(12.0, "recoverable", "plan", "team-a", 1.6e9),
+                       (1.0,) * 6)
+    period.settled = True
+    log["p"] = period  # the same object, changed in place
+    log.flush()
+    whole, patch = log.changelog.drain()
+    assert len(patch.value) < len(whole.value) / 20  # what it gained, not its 300 deals
+    assert json.loads(patch.value)["states"]["p"]["+"]["+deals"] == {
+        "a\x1fd-new": ["renewal", 7.0, 70.0, 0.0]}
+    rebuilt = PartitionLog(recover([whole, patch]), Changelog("aggregates"), 0,
+                           AggregateState.from_dict, pytest.fail,
+                           merge=AggregateState.merge_changes)
+    assert rebuilt["p"].to_dict() == period.to_dict()
+    # Another object under the key is logged whole.
+    log["p"] = AggregateState("r", "team-a", "2026-Q1", 1.7e9)
+    log.flush()
+    [again] = log.changelog.drain()
+    assert "+" not in json.loads(again.value)["states"]["p"]
