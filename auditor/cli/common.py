@@ -42,8 +42,8 @@ def load_rules_or_exit(value: str | None) -> RulePack:
 def add_jobs_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=positive_int, metavar="N",
                    help="processes to audit with, the accounts shared out between them; the "
-                        "output is the same as with 1 (default: the usable cores, but 1 on two "
-                        "cores or fewer, for stdin and for inputs under 16 MiB)")
+                        "output is the same as with 1 (default: the usable cores, but 1 for "
+                        "stdin and for inputs under 16 MiB)")
 
 
 def positive_int(value: str) -> int:

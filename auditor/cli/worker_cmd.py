@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--broker-grace-seconds", type=float,
                    help="how long the broker may not answer before /readyz fails "
                         "[AUDITOR_BROKER_GRACE_SECONDS] (default 30)")
+    p.add_argument("--state-snapshot-min-bytes", type=int,
+                   help="a partition's state log takes a snapshot once twice its size, and at "
+                        "least this many bytes, were logged since the last one "
+                        "[AUDITOR_STATE_SNAPSHOT_MIN_BYTES] (default 1048576)")
     p.add_argument("--log-level", help="debug, info, warning, error or critical "
                                        "[AUDITOR_LOG_LEVEL] (default info)")
     p.epilog = ("Topics: AUDITOR_TOPIC_DEALS, AUDITOR_TOPIC_CHURNS, AUDITOR_TOPIC_ALERTS, "
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             "lateness_days": args.allowed_lateness_days, "reload_seconds": args.reload_seconds,
             "session_timeout": args.session_timeout, "log_level": args.log_level,
             "broker_grace_seconds": args.broker_grace_seconds,
+            "snapshot_min_bytes": args.state_snapshot_min_bytes,
         })
         settings.security.check()
     except ValueError as exc:

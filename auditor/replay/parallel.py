@@ -129,10 +129,10 @@ def can_fork() -> bool:
 
 
 def default_jobs(paths: Iterable[str]) -> int:
-    """The usable cores when there are more than two; 1 for stdin (a live pipe wants each
-    output as its line comes), for inputs under MIN_PARALLEL_BYTES (start-up costs about what
-    the other processes save), and on two cores, where the routing process and two shards share
-    them and the run was slower than one process (README, Performance)."""
+    """The usable cores; 1 for stdin (a live pipe wants each output as its line comes) and for
+    inputs under MIN_PARALLEL_BYTES (start-up costs about what the other processes save). On
+    two free cores two processes run the benchmark stream 1.24x faster than one (README,
+    Performance); on cores busy with other work they are slower: `--jobs 1` then."""
     paths = list(paths)
     if "-" in paths or not can_fork():
         return 1
@@ -141,7 +141,7 @@ def default_jobs(paths: Iterable[str]) -> int:
         with suppress(OSError):  # the replay says so, when it gets to it
             size += os.path.getsize(path)
     cores = usable_cores()
-    return cores if size >= MIN_PARALLEL_BYTES and cores > 2 else 1
+    return cores if size >= MIN_PARALLEL_BYTES else 1
 
 
 def resolve_jobs(requested: int | None, paths: Iterable[str]) -> int:

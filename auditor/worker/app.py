@@ -93,7 +93,7 @@ class AuditorWorker:
         compat.apply(list(settings.brokers), settings.security.aiokafka())
         self.tables = self._make_tables()
         self.pipeline = Pipeline(rules, self.counters, self.tables, settings.lateness_days,
-                                 settings.partitions)
+                                 settings.partitions, settings.snapshot_min_bytes)
         self.gate = CommitGate({*settings.topics.inputs, settings.facts_topic,
                                 settings.claims_topic})
         commit_gate.install(self.app, self.gate)

@@ -89,7 +89,8 @@ class _JoinPartition:
 
 class Pipeline:
     def __init__(self, rules: RulePack, counters: RunCounters, tables: StateTables,
-                 lateness_days: float, partitions: int = 4) -> None:
+                 lateness_days: float, partitions: int = 4,
+                 snapshot_min_bytes: int | None = None) -> None:
         self.counters = counters
         self.tables = tables
         self.lateness_days = lateness_days
@@ -100,10 +101,11 @@ class Pipeline:
         self.join_changelogs = {name: Changelog(name) for name in TABLES}
         self.aggregate_changelogs = {name: Changelog(name) for name in TABLES}
         self.join_context = StoreContext(tables.accounts, tables.aggregates, tables.watermarks,
-                                         self.join_changelogs, self._on_unreadable)
+                                         self.join_changelogs, self._on_unreadable,
+                                         snapshot_min_bytes)
         self.aggregate_context = StoreContext(tables.accounts, tables.aggregates,
                                               tables.watermarks, self.aggregate_changelogs,
-                                              self._on_unreadable)
+                                              self._on_unreadable, snapshot_min_bytes)
         self.joins: dict[int, _JoinPartition] = {}
         self._ledger_beat_days: dict[int, int] = {}  # aggregate partition -> day last told
         self.aggregates: dict[int, tuple[AggregateStage, TableAggregateStore]] = {}

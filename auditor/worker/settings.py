@@ -203,6 +203,10 @@ class WorkerSettings(BaseModel):
     session_timeout: float = Field(10.0, gt=0)
     # Without an answer from the broker for this long, /readyz fails (503).
     broker_grace_seconds: float = Field(30.0, gt=0)
+    # A partition's state log takes a snapshot once twice its size, and at least this many
+    # bytes, were logged since the last (auditor/worker/state_log.py): smaller means fewer
+    # bytes to read at recovery, larger fewer messages.
+    snapshot_min_bytes: int = Field(1024 * 1024, ge=1)
     security: Security = Field(default_factory=Security)
     log_level: LogLevel = "info"
 
@@ -243,7 +247,7 @@ _ENV: dict[str, str] = {
     "web_host": "WEB_HOST", "web_port": "WEB_PORT", "data_dir": "DATA_DIR",
     "lateness_days": "ALLOWED_LATENESS_DAYS", "reload_seconds": "RULES_RELOAD_SECONDS",
     "session_timeout": "SESSION_TIMEOUT", "broker_grace_seconds": "BROKER_GRACE_SECONDS",
-    "log_level": "LOG_LEVEL",
+    "snapshot_min_bytes": "STATE_SNAPSHOT_MIN_BYTES", "log_level": "LOG_LEVEL",
 }
 _TOPIC_ENV = {"deals": "TOPIC_DEALS", "churns": "TOPIC_CHURNS", "alerts": "TOPIC_ALERTS",
               "deadletter": "TOPIC_DEADLETTER"}
@@ -255,6 +259,7 @@ _SECRETS = {"sasl_password", "ssl_key_password"}
 # The flags whose name is not the setting's (for messages).
 _FLAGS = {"brokers": "--broker", "rules_dir": "--rules",
           "lateness_days": "--allowed-lateness-days", "deals": "--topic-deals",
+          "snapshot_min_bytes": "--state-snapshot-min-bytes",
           "churns": "--topic-churns"}
 # What is allowed, said in a refusal instead of pydantic's wording.
 _ALLOWED = {"protocol": PROTOCOLS, "sasl_mechanism": MECHANISMS, "log_level": LOG_LEVELS}

@@ -113,13 +113,16 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
 
     def __init__(self, table: Any, changelog: Changelog, partition: int,
                  from_dict: Callable[[dict[str, Any]], S], on_unreadable: OnUnreadable,
-                 max_bytes: int = PART_MAX_BYTES, merge: Merge | None = None) -> None:
+                 max_bytes: int = PART_MAX_BYTES, merge: Merge | None = None,
+                 min_snapshot_bytes: int | None = None) -> None:
         self.data = getattr(table, "data", table)  # a faust table's store, or a dict
         self.changelog = changelog
         self.partition = partition
         self.from_dict: Callable[[dict[str, Any]], S] = from_dict
         self.on_unreadable = on_unreadable
         self.max_bytes = max_bytes
+        self.min_snapshot_bytes = (MIN_BYTES_BETWEEN_SNAPSHOTS if min_snapshot_bytes is None
+                                   else min_snapshot_bytes)
         self.prefix = f"~log/{partition}/"
         # A state as recovered stays the plain dict until first read.
         self.states: dict[str, S | dict[str, Any]] = {}
@@ -205,7 +208,7 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
             return 0
         seq, self.seq = self.seq, self.seq + 1
         snapshot = bool(self.legacy) or self.bytes_since_snapshot >= max(
-            SNAPSHOT_AFTER * self.snapshot_bytes, MIN_BYTES_BETWEEN_SNAPSHOTS)
+            SNAPSHOT_AFTER * self.snapshot_bytes, self.min_snapshot_bytes)
         keys = list(self.states) if snapshot else sorted(self.dirty)
         members = [self._member(k, snapshot) for k in keys]
         parts = _parts(members, self.max_bytes)

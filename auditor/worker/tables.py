@@ -27,6 +27,7 @@ class StoreContext(NamedTuple):
     watermarks: Any
     changelogs: dict[str, Changelog]
     on_unreadable: OnUnreadable
+    snapshot_min_bytes: int | None = None  # None: the state log's default
 
 
 class SmallestWatermark:
@@ -79,7 +80,7 @@ class TableAccountStore(MemoryAccountStore):
                  inputs: tuple[str, ...] = ("deal_closed", "account_churned")) -> None:
         self.log: PartitionLog[AccountState] = PartitionLog(
             context.accounts, context.changelogs["accounts"], partition, AccountState.from_dict,
-            context.on_unreadable)
+            context.on_unreadable, min_snapshot_bytes=context.snapshot_min_bytes)
         self._inputs = SmallestWatermark(context, self.log, f"accounts/{partition}", inputs)
         # How far each aggregate stage has got (LedgerBeat): ledger entries wait for all.
         self._aggregates = SmallestWatermark(context, self.log, f"ledger/{partition}/from",
@@ -118,7 +119,8 @@ class TableAggregateStore(MemoryAggregateStore):
     def __init__(self, context: StoreContext, partition: int, sources: int) -> None:
         self.log: PartitionLog[AggregateState] = PartitionLog(
             context.aggregates, context.changelogs["aggregates"], partition,
-            AggregateState.from_dict, context.on_unreadable, merge=AggregateState.merge_changes)
+            AggregateState.from_dict, context.on_unreadable, merge=AggregateState.merge_changes,
+            min_snapshot_bytes=context.snapshot_min_bytes)
         self._sources = SmallestWatermark(context, self.log, f"aggregates/{partition}/from",
                                           range(sources))
         super().__init__(self.log)

@@ -1,5 +1,8 @@
 """A stopped worker resumes from its committed offsets with its tables recovered; a killed one's
-partitions move to the survivor. Either way the alerts are replay's, nothing lost or invented."""
+partitions move to the survivor. Either way the alerts are replay's, nothing lost or invented.
+
+The workers take state snapshots every few KiB, so recovery reads snapshots, the records after
+them and the tombstones of what they replaced, as a long-running worker's would."""
 
 import json
 
@@ -14,6 +17,21 @@ def _split(events, first, second, at_fraction):
     first.write_text("".join(lines[:cut]))
     second.write_text("".join(lines[cut:]))
     return lines[:cut], lines[cut:]
+
+
+# A snapshot once 4 KiB were logged since the last (and twice its size): many in these runs.
+SNAPSHOTS_OFTEN = {"AUDITOR_STATE_SNAPSHOT_MIN_BYTES": "4096"}
+
+
+def _state_log(stack, table):
+    """(snapshot parts, deltas, tombstones) on a table's changelog topic."""
+    counts = [0, 0, 0]
+    for _, value in stack.read(f"{stack.group}-{table}-changelog"):
+        if value is None:
+            counts[2] += 1
+        else:
+            counts[0 if json.loads(value)["snapshot"] else 1] += 1
+    return tuple(counts)
 
 
 def _joins_across(head, tail, expected):
@@ -32,11 +50,21 @@ def test_restart_resumes_with_recovered_state(stack, tmp_path):
     across = _joins_across(head, tail, expected)
     assert len(across) > 10, "the split must leave joins that need the recovered state"
 
-    worker = stack.worker().start()
+    worker = stack.worker(**SNAPSHOTS_OFTEN).start()
     worker.wait_ready()
-    sent = stack.produce(tmp_path / "head.jsonl")
-    wait_until(lambda: worker.events_total() == sent, what="the first half processed")
+    # The first half in three goes, each processed before the next: batches enough for each
+    # partition to log a delta, a snapshot (with tombstones), and deltas after it.
+    sent = 0
+    for n, third in enumerate((head[:len(head) // 3], head[len(head) // 3:2 * len(head) // 3],
+                               head[2 * len(head) // 3:])):
+        (part := tmp_path / f"head-{n}.jsonl").write_text("".join(third))
+        sent += stack.produce(part)
+        wait_until(lambda total=sent: worker.events_total() == total,
+                   what="the first half processed")
     assert worker.stop() == 0, worker.tail()
+    for table in ("accounts", "aggregates"):
+        snapshots, deltas, tombstones = _state_log(stack, table)
+        assert snapshots and deltas and tombstones, (table, snapshots, deltas, tombstones)
 
     sent += stack.produce(tmp_path / "tail.jsonl")
     worker.start()  # same group, same data dir: committed offsets and table changelogs
@@ -56,7 +84,8 @@ def test_survivor_takes_over_a_killed_workers_partitions(stack, tmp_path):
     events = simulate(tmp_path / "events.jsonl", accounts=4000, seed=9)
     expected = per_deal(replay_alerts(events, tmp_path / "replay.jsonl"))
 
-    first, second = stack.worker("w1").start(), stack.worker("w2").start()
+    first = stack.worker("w1", **SNAPSHOTS_OFTEN).start()
+    second = stack.worker("w2", **SNAPSHOTS_OFTEN).start()
     first.wait_ready()
     second.wait_ready()
     # Both in the group: the 8 input partitions (4 per topic) are split between them.
@@ -73,3 +102,6 @@ def test_survivor_takes_over_a_killed_workers_partitions(stack, tmp_path):
     got = wait_for_alerts(stack, expected, [second])
     # Redelivered alerts are allowed, with the same id and content (per_deal checks that).
     assert got.keys() == expected.keys()
+    # The survivor recovered the killed worker's partitions from snapshots and what followed.
+    snapshots, deltas, tombstones = _state_log(stack, "accounts")
+    assert snapshots and deltas and tombstones, (snapshots, deltas, tombstones)
