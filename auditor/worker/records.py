@@ -157,11 +157,6 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def state_value(partition: int, state: dict[str, Any]) -> dict[str, Any]:
-    """A state table's value: the key's state and the partition it belongs to."""
-    return {"v": FORMAT, "p": partition, "s": state}
-
-
 def read_state_value(value: Any) -> tuple[int, dict[str, Any]]:
     """(partition, state dict) of a recovered state value."""
     _check_format(value)
@@ -169,10 +164,6 @@ def read_state_value(value: Any) -> tuple[int, dict[str, Any]]:
         return int(value["p"]), dict(value["s"])
     except (ValueError, TypeError, KeyError) as exc:
         raise UnreadableRecord(f"not a state record: {type(exc).__name__}: {exc}") from exc
-
-
-def watermark_value(watermark: float) -> dict[str, Any]:
-    return {"v": FORMAT, "w": watermark}
 
 
 def read_watermark_value(value: Any) -> float:

@@ -12,7 +12,7 @@ stays within about three times the state, and compaction on the broker drops the
 Rebuilt from the table as recovered: the newest snapshot whose parts are all there, then the
 deltas after it in order. Tombstones go only after the snapshot is delivered (`cleanup`), so a
 crash between the two leaves the older snapshot and its deltas to rebuild from. Per-key records
-of the previous format (`state_value`) are read as a base under the log and tombstoned at its
+of the previous format (`read_state_value`) are read as a base under the log and tombstoned at its
 first snapshot, which a partition that has them takes at its first flush.
 """
 

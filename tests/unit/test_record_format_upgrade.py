@@ -11,7 +11,8 @@ from auditor.engine.sink import NullSink
 from auditor.engine.state import AggregateState
 from auditor.engine.store import MemoryAggregateStore
 from auditor.rules.loader import load_rule_pack
-from auditor.worker.records import read_state_value, state_value
+from auditor.worker.records import read_state_value
+from auditor.worker.state_log import Changelog, PartitionLog
 
 
 def _stream():
@@ -92,5 +93,11 @@ def test_a_measure_over_other_fields_is_not_evaluated_after_the_upgrade(tmp_path
 
 def test_state_of_the_current_format_is_read_as_written(rules):
     state = next(iter(_periods(rules).values()))
-    _, data = read_state_value(state_value(0, state.to_dict()))
-    assert AggregateState.from_dict(data).to_dict() == state.to_dict()
+    table: dict = {}
+    log = PartitionLog(table, Changelog("aggregates"), 0, AggregateState.from_dict,
+                       pytest.fail, merge=AggregateState.merge_changes)
+    log["period"] = state
+    log.flush()
+    again = PartitionLog(table, Changelog("aggregates"), 0, AggregateState.from_dict,
+                         pytest.fail, merge=AggregateState.merge_changes)
+    assert again["period"].to_dict() == state.to_dict()

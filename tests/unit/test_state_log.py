@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from auditor.worker import state_log
-from auditor.worker.records import state_value
 from auditor.worker.state_log import Changelog, PartitionLog
 
 
@@ -114,6 +113,9 @@ def test_parts_stay_under_the_limit():
 
 
 def test_previous_format_records_are_read_and_replaced_by_a_snapshot():
+    def state_value(partition: int, state: dict) -> dict:  # as the previous format wrote
+        return {"v": 2, "p": partition, "s": state}
+
     table = {"a": state_value(0, {"n": 1}), "b": state_value(0, {"n": 2}),
              "c": state_value(1, {"n": 3})}  # another partition's
     log = make(table)
