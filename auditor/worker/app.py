@@ -172,8 +172,7 @@ class AuditorWorker:
         return Batches(self.pipeline, OutputTopics(
             alerts=app.topic(s.topics.alerts), deadletters=app.topic(s.topics.deadletter),
             facts=app.topic(s.facts_topic, partitions=s.partitions),
-            tables={"accounts": tables.accounts, "aggregates": tables.aggregates,
-                    "watermarks": tables.watermarks},
+            tables={"accounts": tables.accounts, "aggregates": tables.aggregates},
             claims=app.topic(s.claims_topic, partitions=s.partitions),
         ), self.gate)
 

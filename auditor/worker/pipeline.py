@@ -46,7 +46,8 @@ from auditor.worker.state_log import Changelog, ChangelogRecord
 from auditor.worker.tables import StoreContext, TableAccountStore, TableAggregateStore
 
 log = logging.getLogger(__name__)
-TABLES = ("accounts", "aggregates", "watermarks")
+# The tables state is logged to (the watermarks table is only read: the previous version's).
+LOGGED_TABLES = ("accounts", "aggregates")
 # Facts and claims messages stay well under a broker's default 1 MiB message limit.
 FACTS_MAX_BYTES = 512 * 1024
 CLAIMS_MAX_BYTES = 512 * 1024
@@ -64,7 +65,7 @@ class StateTables:
 
     accounts: Any
     aggregates: Any
-    watermarks: Any
+    watermarks: Any  # read only: where the previous version kept the watermarks
 
 
 class _JoinPartition:
@@ -98,8 +99,8 @@ class Pipeline:
         self.unreadable = 0  # records of the worker's own it could not read
         # One set of changelogs per agent: each logs only the state its own batch changed,
         # never what a batch of the other agent changed while that one still awaits its outputs.
-        self.join_changelogs = {name: Changelog(name) for name in TABLES}
-        self.aggregate_changelogs = {name: Changelog(name) for name in TABLES}
+        self.join_changelogs = {name: Changelog(name) for name in LOGGED_TABLES}
+        self.aggregate_changelogs = {name: Changelog(name) for name in LOGGED_TABLES}
         self.join_context = StoreContext(tables.accounts, tables.aggregates, tables.watermarks,
                                          self.join_changelogs, self._on_unreadable,
                                          snapshot_min_bytes)
