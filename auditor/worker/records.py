@@ -46,7 +46,7 @@ class FactsRecord(NamedTuple):
     facts: list[AggregateFact]
 
 
-def _messages(head: dict[str, Any], name: str, items: list[dict[str, Any]],
+def _messages(head: dict[str, Any], name: str, items: list[Any],
               max_bytes: int) -> list[bytes]:
     """`head` and `name: items` as JSON, split in halves until each message is at most
     `max_bytes` (a batch can make many items for one key; the broker limits a message's size)."""
@@ -60,9 +60,9 @@ def _messages(head: dict[str, Any], name: str, items: list[dict[str, Any]],
 
 def encode_facts(source: int, watermark: float, facts: list[AggregateFact],
                  max_bytes: int) -> list[bytes]:
-    """The facts (of one key, or none: a heartbeat) as one or more messages."""
-    return _messages({"v": FORMAT, "source": source, "watermark": watermark}, "facts",
-                     [f.to_dict() for f in facts], max_bytes)
+    """The facts as one or more messages, each fact a row (`AggregateFact.to_row`)."""
+    return _messages({"v": FORMAT, "source": source, "watermark": watermark}, "rows",
+                     [f.to_row() for f in facts], max_bytes)
 
 
 def encode_beat(watermarks: dict[int, float]) -> bytes:
@@ -81,8 +81,9 @@ def decode_facts(value: bytes | None) -> FactsRecord:
         _check_format(data)
         if "beats" in data:
             return FactsRecord(_beats(data), [])
-        return FactsRecord({int(data["source"]): float(data["watermark"])},
-                           [AggregateFact.from_dict(f) for f in data["facts"]])
+        facts = ([AggregateFact.from_row(row) for row in data["rows"]] if "rows" in data
+                 else [AggregateFact.from_dict(f) for f in data["facts"]])  # the previous form
+        return FactsRecord({int(data["source"]): float(data["watermark"])}, facts)
     except UnreadableRecord:
         raise
     except (ValueError, TypeError, KeyError) as exc:

@@ -16,8 +16,14 @@ from auditor.events.decode import EventDecoder
 from auditor.metrics.counters import RunCounters
 from auditor.simulate.generator import Simulator
 from auditor.worker.partitioning import expected_partition
-from auditor.worker.pipeline import Pipeline, StateTables
-from auditor.worker.records import FORMAT, LOG_FORMAT, decode_facts, encode_facts
+from auditor.worker.pipeline import FACTS_MAX_BYTES, Pipeline, StateTables
+from auditor.worker.records import (
+    FORMAT,
+    LOG_FORMAT,
+    UnreadableRecord,
+    decode_facts,
+    encode_facts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +145,19 @@ def test_a_source_that_sends_no_facts_still_moves_every_partition(rules, keyed):
     assert sorted(m.partition for m in beats) == list(range(PARTITIONS))
     assert all(decode_facts(m.value).watermarks == {
         s: j.store.watermark for s, j in pipeline.joins.items()} for m in beats)
+
+
+def test_facts_go_as_rows_and_the_previous_form_is_still_read():
+    fact = AggregateFact("churned", "r", "g", "2026-Q1", 1.7e9, "a", "d", "renewal", 1.0, 2.0,
+                         0.5, days=12.0, money_class="recoverable", plan_id="p", team="t",
+                         deal_time=1.6e9, values=(1.0, 2.0, 0.0, 1.0, 2.0, 0.0))
+    [value] = encode_facts(1, 5.0, [fact], FACTS_MAX_BYTES)
+    assert b'"account_id"' not in value  # no field names per fact
+    [back] = decode_facts(value).facts
+    assert back.to_dict() == fact.to_dict() and back.member == fact.member
+    previous = json.dumps({"v": 2, "source": 1, "watermark": 5.0, "facts": [fact.to_dict()]})
+    [old] = decode_facts(previous.encode()).facts
+    assert old.to_dict() == fact.to_dict()
+    with pytest.raises(UnreadableRecord):
+        decode_facts(json.dumps({"v": 2, "source": 1, "watermark": 5.0,
+                                 "rows": [fact.to_row()[:-1]]}).encode())
