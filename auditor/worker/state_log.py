@@ -18,7 +18,6 @@ first snapshot, which a partition that has them takes at its first flush.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, ItemsView, Iterator, MutableMapping
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
@@ -33,7 +32,6 @@ from auditor.worker.records import (
     read_state_value,
 )
 
-log = logging.getLogger(__name__)
 S = TypeVar("S", AccountState, AggregateState)
 # Told of a record that cannot be read: (what and where, the problem).
 OnUnreadable = Callable[[str, str], None]
