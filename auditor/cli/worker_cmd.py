@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -108,6 +109,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     worker = AuditorWorker(settings, rules)
+    # The worker keeps months of state, millions of objects that live long: with the default
+    # thresholds the collector walked all of them again and again (a quarter of the engine's
+    # time). Young collections run 14x less often and full ones 10x less; cyclic garbage (the
+    # clients' futures and tasks) is still collected, only in fewer, larger passes. Unlike
+    # replay, nothing is frozen: a service must not keep the cycles alive at a freeze.
+    gc.set_threshold(10_000, 10, 100)
     logging.getLogger("auditor.worker").info(
         "starting: group %s, brokers %s, %d rules, web on %s:%d", settings.group_id,
         ",".join(settings.brokers), rules.rule_count, settings.web_host, settings.web_port)
