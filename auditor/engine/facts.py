@@ -75,10 +75,8 @@ class AggregateFact:
     def to_args(self) -> tuple[Any, ...]:
         """The constructor's arguments, in its order: `AggregateFact(*fact.to_args())` is the
         same fact, `entry` and `member` included (a compact form between processes)."""
-        return (self.kind, self.rule, self.group, self.period, self.period_end, self.account_id,
-                self.deal_id, self.deal_type, self.amount, self.acv, self.paid_upfront,
-                self.entry, self.member, self.days, self.money_class, self.plan_id, self.team,
-                self.deal_time, self.values)
+        row = self.to_row()
+        return (*row[:11], self.entry, self.member, *row[11:])
 
     def to_row(self) -> tuple[Any, ...]:
         """What it is, positionally: `to_args` without `entry` and `member` (which are

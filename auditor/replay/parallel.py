@@ -91,7 +91,7 @@ from auditor.events.models import Deal, Event
 from auditor.intake import internal_error
 from auditor.metrics.counters import LAG_BUCKETS, PROCESSING_BUCKETS, Histogram, RunCounters
 from auditor.replay.progress import Progress
-from auditor.replay.runner import AlertHandler, Replay
+from auditor.replay.runner import FROZEN_HEAP_THRESHOLDS, AlertHandler, Replay, frozen_heap
 from auditor.rules.pack import RulePack
 
 log = logging.getLogger(__name__)
@@ -339,11 +339,12 @@ class ParallelReplay:
         self.counters.rules_reloaded(rules)
 
     def run_files(self, paths: Iterable[str]) -> RunCounters:
-        # As Replay.run_files: what is alive is frozen, so collections see only new objects;
-        # the shards inherit the frozen heap and freeze theirs after every step.
-        gc.freeze()
-        old = gc.get_threshold()
-        gc.set_threshold(200_000, 50, 1000)
+        # As Replay.run_files: the shards inherit the frozen heap and freeze theirs after every
+        # step.
+        with frozen_heap():
+            return self._run_pool(paths)
+
+    def _run_pool(self, paths: Iterable[str]) -> RunCounters:
         self._running = True
         try:
             pool = _Pool(self.rules, self.lateness_days, self.jobs)
@@ -356,7 +357,6 @@ class ParallelReplay:
                 pool.close(done)
         finally:
             self._running = False
-            gc.set_threshold(*old)
         return self.counters
 
     # Reading.
@@ -780,7 +780,7 @@ def _shard_main(connection: Connection, inherited: list[Connection], rules: Rule
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     for other in inherited:  # the parent's ends: each side then sees the other exit
         other.close()
-    gc.set_threshold(200_000, 50, 1000)
+    gc.set_threshold(*FROZEN_HEAP_THRESHOLDS)
     dumps, loads, protocol = pickle.dumps, pickle.loads, pickle.HIGHEST_PROTOCOL
     try:
         shard = _Shard(rules, lateness_days, index, jobs)

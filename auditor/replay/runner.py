@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import BinaryIO, TextIO
 
 from auditor.engine.alerts import Alert
@@ -22,6 +22,27 @@ from auditor.replay.progress import Progress
 from auditor.rules.pack import RulePack
 
 AlertHandler = Callable[[Alert], None]
+# The collector's thresholds while a run's state is frozen as it grows (`frozen_heap`).
+FROZEN_HEAP_THRESHOLDS = (200_000, 50, 1000)
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """For a run whose engine keeps most of what it makes: what is alive now is frozen, and
+    the collector hardly ever runs; the run freezes what it makes as it goes (`gc.freeze()`).
+
+    The engine allocates a few objects per event and keeps most of them for months of event
+    time: a collector pass over that growing state, again and again, was a tenth of the run.
+    A frozen object is still freed by reference counting; only cyclic garbage would wait, and
+    the engine makes none (a replay with dead letters and late events leaves nothing for the
+    collector)."""
+    gc.freeze()
+    old = gc.get_threshold()
+    gc.set_threshold(*FROZEN_HEAP_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 class Replay:
@@ -55,20 +76,10 @@ class Replay:
         self.counters.rules_reloaded(rules)
 
     def run_files(self, paths: Iterable[str]) -> RunCounters:
-        # The engine allocates a few objects per event and keeps most of them for months of
-        # event time: a collector pass over that growing state, again and again, was a tenth
-        # of the run. `feed` freezes what is alive every few thousand lines, so a collection
-        # only ever sees the objects made since (and with this threshold, hardly ever runs).
-        # A frozen object is still freed by reference counting; only cyclic garbage would
-        # wait, and the engine makes none (a replay with dead letters and late events leaves
-        # nothing for the collector).
-        gc.freeze()
-        old = gc.get_threshold()
-        gc.set_threshold(200_000, 50, 1000)
-        try:
+        # `feed` freezes what is alive every few thousand lines, so a collection only ever
+        # sees the objects made since.
+        with frozen_heap():
             return self._run_files(paths)
-        finally:
-            gc.set_threshold(*old)
 
     def _run_files(self, paths: Iterable[str]) -> RunCounters:
         with ExitStack() as stack:
