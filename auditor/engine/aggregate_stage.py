@@ -10,6 +10,7 @@ fact for a period already dropped past the horizon is ignored rather than starti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from auditor.engine import retention
@@ -17,7 +18,7 @@ from auditor.engine.alerts import Alert
 from auditor.engine.facts import AggregateFact
 from auditor.engine.periods import DAY
 from auditor.engine.sink import MetricsSink
-from auditor.engine.state import AggregateState, Churned
+from auditor.engine.state import ZERO_VALUES, AggregateState, Churned
 from auditor.engine.store import AggregateStore
 from auditor.rules.exceptions import excepted_by
 from auditor.rules.kinds.aggregate import AggregateRule
@@ -25,6 +26,20 @@ from auditor.rules.pack import RulePack
 
 DEAL = AggregateFact.DEAL
 NO_ALERTS: list[Alert] = []
+
+def _values_of_format_1(rule: AggregateRule, state: AggregateState,
+                        fact: AggregateFact) -> Sequence[float]:
+    """The contributions of a fact of format 1 (sent without them), from what it has of the
+    deal. A measure over other fields cannot be known: the period keeps the deal's entry the
+    way a period of format 1 does, which leaves it unevaluated (AggregateRule.value)."""
+    try:
+        return rule.entry_contributions(fact.entry)
+    except LookupError:
+        if state.legacy is None:
+            state.legacy = {}
+        state.legacy[fact.member] = fact.entry
+        return ZERO_VALUES
+
 
 class LiveValue(NamedTuple):
     rule: str
@@ -70,17 +85,13 @@ class AggregateStage:
             check_at = self._check_at(rule, state)
             if check_at < self._next_check:
                 self._next_check = check_at
+        values = fact.values or _values_of_format_1(rule, state, fact)
         if fact.kind == DEAL:
-            entry = fact.entry
-            if entry is None:
-                entry = (fact.deal_type, fact.amount, fact.acv, fact.paid_upfront)
-            changed = state.add_entry(fact.member, entry, fact.values)
-        else:
-            changed = state.add_churned(fact.member, Churned(
-                fact.days, fact.money_class, fact.plan_id, fact.team, fact.deal_time),
-                fact.values)
-        if not changed:  # re-delivered
-            return NO_ALERTS
+            state.add_deal(fact.deal_type, fact.amount, fact.acv, values)
+        elif not state.add_churned(fact.member, Churned(
+                fact.days, fact.money_class, fact.plan_id, fact.team, fact.deal_time,
+                fact.amount, fact.paid_upfront), values):
+            return NO_ALERTS  # counted with a churn as early already
         store.put(key, state)
         if not state.settled:
             return NO_ALERTS

@@ -24,24 +24,21 @@ def deal_of(member_key: str) -> str:
 
 
 class AggregateFact:
-    # What a fact is (to_dict, from_dict, the repartition topic): FIELDS. `key` and `member`
-    # are derived from them; `entry`, when given, is the deal's DealEntry, one tuple shared by
-    # the facts of one deal and kept as is by the periods it counts in (a fact read back from
-    # the topic has none).
-    FIELDS = ("account_id", "acv", "amount", "days", "deal_id", "deal_time", "deal_type", "group",
-              "kind", "money_class", "paid_upfront", "period", "period_end", "plan_id", "rule",
-              "team", "values")
-    __slots__ = (*FIELDS, "entry", "key", "member")
+    # What a fact is (to_dict, from_dict, to_row, the repartition topic): FIELDS, in the
+    # constructor's order. `key` is derived from them; so is `member`, when asked for.
+    FIELDS = ("kind", "rule", "group", "period", "period_end", "account_id", "deal_id",
+              "deal_type", "amount", "acv", "paid_upfront", "days", "money_class", "plan_id",
+              "team", "deal_time", "values")
+    __slots__ = (*FIELDS, "key")
 
     DEAL = "deal"
     CHURNED = "churned"  # the deal's account churned soon enough to count against it
 
     def __init__(self, kind: str, rule: str, group: str, period: str, period_end: float,
                  account_id: str, deal_id: str, deal_type: str, amount: float, acv: float,
-                 paid_upfront: float, entry: DealEntry | None = None,
-                 member_key: str | None = None, days: float = 0.0,
-                 money_class: str | None = None, plan_id: str = "", team: str = "",
-                 deal_time: float = 0.0, values: Sequence[float] = ()) -> None:
+                 paid_upfront: float, days: float = 0.0, money_class: str | None = None,
+                 plan_id: str = "", team: str = "", deal_time: float = 0.0,
+                 values: Sequence[float] = ()) -> None:
         self.kind = kind
         self.rule = rule
         self.group = group
@@ -54,33 +51,36 @@ class AggregateFact:
         self.acv = acv
         self.paid_upfront = paid_upfront
         # A churned fact: days from the deal to the churn that counts it (the earliest such),
-        # and the class of the deal's money by the rule (its clawback reaches that day?).
-        # and where the money belongs, should the finding claim it (the deal's plan, team
-        # and time; a deal fact leaves them empty).
+        # the class of the deal's money by the rule (its clawback reaches that day?), and
+        # where the money belongs, should the finding claim it (the deal's plan, team and
+        # time; a deal fact leaves them empty).
         self.days = days
         self.money_class = money_class
         self.plan_id = plan_id
         self.team = team
         self.deal_time = deal_time
-        # The deal's contributions to its rule's measure (auditor/rules/measures.py).
+        # The deal's contributions to its rule's measure (auditor/rules/measures.py); empty
+        # in a fact of format 1.
         self.values = values
-        self.entry = entry
         self.key = f"{rule}\x1f{group}\x1f{period}"  # every fact is applied, or sent, by key
-        # Given when a deal makes several facts: one string for all of them.
-        self.member = member(account_id, deal_id) if member_key is None else member_key
+
+    @property
+    def member(self) -> str:
+        """The deal's key inside its period."""
+        return member(self.account_id, self.deal_id)
+
+    @property
+    def entry(self) -> DealEntry:
+        """What a period of format 1 kept of the deal."""
+        return self.deal_type, self.amount, self.acv, self.paid_upfront
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
 
-    def to_args(self) -> tuple[Any, ...]:
-        """The constructor's arguments, in its order: `AggregateFact(*fact.to_args())` is the
-        same fact, `entry` and `member` included (a compact form between processes)."""
-        row = self.to_row()
-        return (*row[:11], self.entry, self.member, *row[11:])
-
     def to_row(self) -> tuple[Any, ...]:
-        """What it is, positionally: `to_args` without `entry` and `member` (which are
-        derived), for the repartition topic (field names in every fact were half its bytes)."""
+        """What it is, positionally: `AggregateFact(*fact.to_row())` is the same fact (the
+        repartition topic's form, and between replay's processes: field names in every fact
+        were half its bytes)."""
         return (self.kind, self.rule, self.group, self.period, self.period_end, self.account_id,
                 self.deal_id, self.deal_type, self.amount, self.acv, self.paid_upfront,
                 self.days, self.money_class, self.plan_id, self.team, self.deal_time,
@@ -89,11 +89,11 @@ class AggregateFact:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> AggregateFact:
         """Inverse of `to_row` (ValueError for a row of another length)."""
-        (kind, rule, group, period, period_end, account_id, deal_id, deal_type, amount, acv,
-         paid_upfront, days, money_class, plan_id, team, deal_time, values) = row
-        return cls(kind, rule, group, period, period_end, account_id, deal_id, deal_type,
-                   amount, acv, paid_upfront, None, None, days, money_class, plan_id, team,
-                   deal_time, tuple(values))
+        if len(row) != len(cls.FIELDS):
+            raise ValueError(f"a fact has {len(cls.FIELDS)} fields, not {len(row)}")
+        fact = cls(*row)
+        fact.values = tuple(fact.values)  # a JSON list when read back
+        return fact
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateFact:

@@ -16,6 +16,7 @@ NOTHING_FIRED: frozenset[str] = frozenset()
 LEDGER_MARGIN = 2 * 92 * 86400.0
 # A measure's sums: n, sum and per-sum of its numerator and denominator (rules/measures.py).
 MEASURE_SLOTS = 6
+ZERO_VALUES = (0.0,) * MEASURE_SLOTS
 
 
 class Flagged:
@@ -43,13 +44,16 @@ class Flagged:
 
 class Churned(NamedTuple):
     """A deal of an aggregate period counted as churned early: days to the earliest churn that
-    counts it, the class of its money by the rule, and where that money belongs."""
+    counts it, the class of its money by the rule, where that money belongs, and the deal's
+    commission and the part of it paid upfront (the figures its churn takes back)."""
 
     days: float = 0.0
     money_class: str | None = None
     plan_id: str = ""
     team: str = ""
     deal_time: float = 0.0
+    amount: float = 0.0
+    paid_upfront: float = 0.0
 
 
 class AccountState:
@@ -150,83 +154,73 @@ class AccountState:
 
 
 class AggregateState:
-    """One (rule, group, quarter): the contributing deals by (account, deal) key (facts.member),
-    so re-delivery cannot count twice, and running totals, so a live value costs O(1) per fact."""
+    """One (rule, group, quarter) as running totals: its deals' count, sums by deal type and
+    the measure's sums, so a live value costs O(1) per fact and a period costs the same memory
+    with ten deals or ten thousand. Only the deals counted as churned are kept one by one (the
+    evidence names them, and of two churns that count one the earlier decides its class).
+
+    Counting a deal is not idempotent: each deal fact must be applied once. Replay applies
+    each once; the worker skips facts it applied before by their source offsets
+    (auditor/worker/pipeline.py)."""
 
     __slots__ = ("changes", "churned", "churned_amount", "churned_count", "churned_sums",
-                 "churned_upfront", "deals", "end", "fired", "group", "period", "rule",
-                 "settled", "stale_sums", "sums", "totals")
+                 "churned_upfront", "count", "end", "fired", "group", "legacy", "period",
+                 "rule", "settled", "sums", "totals")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
         self.group = group
         self.period = period
         self.end = end
-        # member key -> (deal_type, commission amount, acv, paid_upfront)
-        self.deals: dict[str, DealEntry] = {}
-        # member key -> Churned: the earliest churn that counts the deal, and its money
-        self.churned: dict[str, Churned] = {}
+        self.count = 0  # deals counted
         # deal_type -> [deals, commission, acv]
         self.totals: dict[str, list[float]] = {}
-        self.churned_count = 0  # churned deals that are also in `deals`
+        # member key (facts.member) -> Churned: the earliest churn that counts the deal
+        self.churned: dict[str, Churned] = {}
+        self.churned_count = 0
         self.churned_upfront = 0.0
         self.churned_amount = 0.0  # their commission
         # The measure's sums over the deals, and over those counted as churned (measures.py).
         self.sums: list[float] = [0.0] * MEASURE_SLOTS
         self.churned_sums: list[float] = [0.0] * MEASURE_SLOTS
-        # A fact or record of the previous format came without contributions: the sums are
-        # recomputed from the deals' entries when next read (`measure_sums`).
-        self.stale_sums = False
+        # The deals' entries of a period written by a version that kept them but not the
+        # measure's sums (format 1): the sums are recomputed from them when next read
+        # (`measure_sums`), then they are dropped. None otherwise.
+        self.legacy: dict[str, DealEntry] | None = None
         self.settled = False
         self.fired = False
-        # Keys of the deals and churned entries added since `take_changes`, once a store that
-        # logs changes asks for them (`track_changes`); None otherwise, so nothing is kept.
-        self.changes: tuple[list[str], list[str]] | None = None
+        # Keys of the churned entries added since `take_changes`, once a store that logs
+        # changes asks for them (`track_changes`); None otherwise, so nothing is kept.
+        self.changes: list[str] | None = None
 
     def track_changes(self) -> None:
         """From now on, remember what is added, for `take_changes`."""
-        self.changes = ([], [])
+        self.changes = []
 
     def take_changes(self) -> dict[str, Any] | None:
         """What changed since tracking began or the last call, as a patch of `to_dict`'s form
-        (`merge_changes` applies it): the entries added and every scalar. None when not
-        tracking. A period holds thousands of deals and gains a few per batch."""
+        (`merge_changes` applies it): every scalar and the churned entries added. None when
+        not tracking. A period's churned deals can be thousands; a batch adds a few."""
         changes = self.changes
         if changes is None:
             return None
-        deals, churned = changes
-        self.changes = ([], [])
+        self.changes = []
         patch = self.to_dict(entries=False)
-        patch["+deals"] = {k: self.deals[k] for k in deals}
-        patch["+churned"] = {k: tuple(self.churned[k]) for k in churned}
+        patch["+churned"] = {k: tuple(self.churned[k]) for k in changes}
         return patch
 
     @staticmethod
     def merge_changes(data: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         """`to_dict`'s form of a state, with `take_changes`'s patch applied."""
         merged = {k: v for k, v in patch.items() if k[0] != "+"}
-        merged["deals"] = {**data["deals"], **patch["+deals"]}
         merged["churned"] = {**data["churned"], **patch["+churned"]}
         return merged
 
-    def add_deal(self, key: str, deal_type: str, amount: float, acv: float,
-                 paid_upfront: float, values: Sequence[float] = ()) -> bool:
-        return self.add_entry(key, (deal_type, amount, acv, paid_upfront), values)
-
-    def add_entry(self, key: str, entry: DealEntry, values: Sequence[float] = ()) -> bool:
-        """`add_deal` with the deal's figures as one tuple, kept as given (shared, not copied),
-        and its contributions to the measure."""
-        deals = self.deals
-        if key in deals:
-            return False
-        deals[key] = entry
-        if self.changes is not None:
-            self.changes[0].append(key)
-        if values:
-            _add(self.sums, values)
-        else:
-            self.stale_sums = True
-        deal_type, amount, acv, _ = entry
+    def add_deal(self, deal_type: str, amount: float, acv: float,
+                 values: Sequence[float]) -> None:
+        """A deal counted in the period, with its contributions to the measure."""
+        self.count += 1
+        _add(self.sums, values)
         total = self.totals.get(deal_type)
         if total is None:
             self.totals[deal_type] = [1, amount, acv]
@@ -234,81 +228,91 @@ class AggregateState:
             total[0] += 1
             total[1] += amount
             total[2] += acv
-        if key in self.churned:
-            self._count_churned(key, values)
-        return True
 
-    def add_churned(self, key: str, churned: Churned | None = None,
-                    values: Sequence[float] = ()) -> bool:
-        """A deal counted as churned; of two churns that count it, the earlier decides its
-        class, whatever the order they arrive in."""
-        churned = churned or Churned()
+    def add_churned(self, key: str, churned: Churned, values: Sequence[float]) -> bool:
+        """One of the period's deals counted as churned; of two churns that count it, the
+        earlier decides its class, whatever the order they arrive in. False: it was counted
+        with a churn as early already."""
         known = self.churned.get(key)
         if known is not None and churned.days >= known.days:
             return False
         if self.changes is not None:
-            self.changes[1].append(key)
+            self.changes.append(key)
         self.churned[key] = churned
-        if known is not None:
-            return True
-        if key in self.deals:
-            self._count_churned(key, values)
-        return True
-
-    def _count_churned(self, key: str, values: Sequence[float]) -> None:
-        entry = self.deals[key]
-        self.churned_count += 1
-        self.churned_amount += entry[1]
-        self.churned_upfront += entry[3]
-        if values:
+        if known is None:
+            self.churned_count += 1
+            self.churned_amount += churned.amount
+            self.churned_upfront += churned.paid_upfront
             _add(self.churned_sums, values)
-        else:
-            self.stale_sums = True
+        return True
 
     def measure_sums(self, contributions: Callable[[DealEntry], Sequence[float]]
                      ) -> tuple[list[float], list[float]]:
-        """(sums, churned sums) of the measure; recomputed from the deals' entries first when
-        stale, with `contributions` of an entry (raising LookupError when it cannot tell)."""
-        if self.stale_sums:
+        """(sums, churned sums) of the measure; recomputed first from the entries of a period
+        of format 1 (`legacy`), with `contributions` of an entry (raising LookupError when it
+        cannot tell: the entries are kept, and it raises again on the next read)."""
+        legacy = self.legacy
+        if legacy is not None:
             sums, churned = [0.0] * MEASURE_SLOTS, [0.0] * MEASURE_SLOTS
-            for key, entry in self.deals.items():
+            for key, entry in legacy.items():
                 values = contributions(entry)
                 _add(sums, values)
                 if key in self.churned:
                     _add(churned, values)
-            self.sums, self.churned_sums, self.stale_sums = sums, churned, False
+            self.sums, self.churned_sums, self.legacy = sums, churned, None
         return self.sums, self.churned_sums
 
     def to_dict(self, entries: bool = True) -> dict[str, Any]:
-        """Its JSON form (tuples as lists); without the deals and churned entries when not
-        `entries`."""
+        """Its JSON form (tuples as lists); without the churned entries when not `entries`.
+        A period of format 1 whose sums are not recomputed yet keeps its deals' entries."""
         data: dict[str, Any] = {
             "rule": self.rule, "group": self.group, "period": self.period, "end": self.end,
-            "settled": self.settled, "fired": self.fired,
+            "settled": self.settled, "fired": self.fired, "count": self.count,
+            "totals": self.totals, "churned_count": self.churned_count,
+            "churned_amount": self.churned_amount, "churned_upfront": self.churned_upfront,
         }
         if entries:
-            data["deals"] = dict(self.deals)
             data["churned"] = {k: tuple(v) for k, v in self.churned.items()}
-        if not self.stale_sums:
+        if self.legacy is None:
             data["sums"], data["churned_sums"] = self.sums, self.churned_sums
+        else:
+            data["deals"] = self.legacy
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AggregateState:
         state = cls(data["rule"], data["group"], data["period"], data["end"])
-        for key, churned in data["churned"].items():
-            state.add_churned(key, Churned(*churned))
-        for key, (deal_type, amount, acv, upfront) in data["deals"].items():
-            state.add_deal(key, deal_type, amount, acv, upfront)
+        if "count" in data:
+            state.count = int(data["count"])
+            state.totals = {t: list(v) for t, v in dict(data["totals"]).items()}
+            state.churned = {k: Churned(*v) for k, v in dict(data["churned"]).items()}
+            state.churned_count = int(data["churned_count"])
+            state.churned_amount = float(data["churned_amount"])
+            state.churned_upfront = float(data["churned_upfront"])
+            if "deals" in data:  # of format 1, its sums not recomputed yet
+                state.legacy = _entries(data["deals"])
+        else:  # formats 1 and 2 kept every deal's entry: counted here in their order
+            churned = dict(data["churned"])
+            deals = _entries(data["deals"])
+            for key, (deal_type, amount, acv, upfront) in deals.items():
+                state.add_deal(deal_type, amount, acv, ZERO_VALUES)
+                if key in churned:
+                    days, money_class, plan_id, team, deal_time = churned[key][:5]
+                    state.add_churned(key, Churned(days, money_class, plan_id, team, deal_time,
+                                                   amount, upfront), ZERO_VALUES)
+            if "sums" not in data:
+                state.legacy = deals
         if "sums" in data:
             state.sums = list(data["sums"])
             state.churned_sums = list(data["churned_sums"])
-            state.stale_sums = False
-        else:  # written by the previous format
-            state.stale_sums = True
         state.settled = data["settled"]
         state.fired = data["fired"]
         return state
+
+
+def _entries(raw: Any) -> dict[str, DealEntry]:
+    return {k: (str(t), float(amount), float(acv), float(upfront))
+            for k, (t, amount, acv, upfront) in dict(raw).items()}
 
 
 def _add(sums: list[float], values: Sequence[float]) -> None:

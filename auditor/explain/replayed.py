@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from auditor.engine.aggregate_stage import AggregateStage
 from auditor.engine.alerts import Alert
 from auditor.engine.engine import DEFAULT_LATENESS_DAYS
-from auditor.engine.facts import member
+from auditor.engine.facts import AggregateFact, member
 from auditor.engine.periods import DAY
 from auditor.engine.state import AggregateState
 from auditor.events.models import Deal
@@ -77,14 +77,25 @@ class _Watched(AggregateStage):
         self.key = key
         self.deal_key = deal_key
         self.seen: PeriodSeen | None = None
+        self.counted = False  # the deal's fact reached the period (a period keeps counts)
+
+    def apply(self, fact: AggregateFact) -> list[Alert]:
+        state = self.store.get(self.key)
+        before = state.count if state is not None else 0
+        alerts = super().apply(fact)
+        if fact.key == self.key and fact.kind == AggregateFact.DEAL and (
+                fact.member == self.deal_key):
+            state = self.store.get(self.key)
+            self.counted = state is not None and state.count > before
+        return alerts
 
     def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
                   alerts: list[Alert]) -> None:
         if key == self.key:
-            counted = self.deal_key in state.deals
+            counted = self.counted
             numerator, denominator = rule.measure.parts(state.sums, state.churned_sums)
             self.seen = PeriodSeen(
-                rule.value(state), len(state.deals), counted,
+                rule.value(state), state.count, counted,
                 counted and self.deal_key in state.churned, tuple(state.sums),
                 tuple(state.churned_sums), numerator, denominator)
         super()._evaluate(rule, state, key, alerts)

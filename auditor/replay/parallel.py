@@ -1031,7 +1031,7 @@ class _Shard:
                 if owner == index:
                     mine.append((order, fact))
                 else:
-                    theirs[owner].append((order, fact.to_args()))
+                    theirs[owner].append((order, fact.to_row()))
                 order += 1
         for _, cutoff in sweeps[next_sweep:]:
             store.expire(cutoff, cutoff)

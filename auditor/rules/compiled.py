@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from auditor.engine.alerts import Alert
-from auditor.engine.facts import AggregateFact, DealEntry
+from auditor.engine.facts import AggregateFact
 from auditor.engine.state import AccountState
 from auditor.events.models import Churn, Deal
 from auditor.rules.exceptions import RuleException
@@ -48,16 +48,12 @@ class MoneyClass:
 class Found:
     """What one event's rules found: alerts, and facts for the aggregate stage."""
 
-    __slots__ = ("alerts", "currency", "entry", "facts", "member")
+    __slots__ = ("alerts", "currency", "facts")
 
     def __init__(self, currency: str) -> None:
         self.currency = currency  # the reporting currency, for the alerts' sentences
         self.alerts: list[Alert] = []
         self.facts: list[AggregateFact] = []
-        # A deal's figures and key in aggregate periods: one tuple and one string shared by
-        # every period the deal counts in (made by the first aggregate rule that takes it).
-        self.entry: DealEntry | None = None
-        self.member = ""
 
 
 class CompiledRule:

@@ -14,6 +14,7 @@ this testable without a broker, and keeps faust to auditor/worker/app.py.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ from auditor.rules.pack import RulePack
 from auditor.worker.partitioning import expected_partition
 from auditor.worker.records import (
     ClaimsMessage,
+    EventFacts,
     FactsMessage,
     LedgerBeat,
     UnreadableRecord,
@@ -71,10 +73,14 @@ class StateTables:
 class _JoinPartition:
     """One input partition's join stage, its store, and the facts it has yet to send."""
 
-    def __init__(self, stage: JoinStage, store: TableAccountStore) -> None:
+    def __init__(self, stage: JoinStage, store: TableAccountStore,
+                 destination: Callable[[str], int]) -> None:
         self.stage = stage
         self.store = store
-        self.facts: dict[str, list[AggregateFact]] = {}
+        self.destination = destination  # a fact's key -> its repartition-topic partition
+        # By destination partition, each event's facts with its position, in event order.
+        self.facts: dict[int, list[EventFacts]] = {}
+        self.position = ("", -1)  # (topic, offset) of the event being audited
         # The watermark at the end of the last batch, whose facts are all delivered: what
         # this batch's facts messages may claim.
         self.announced = store.watermark
@@ -83,8 +89,13 @@ class _JoinPartition:
     def audit(self, event: Event) -> Joined:
         self.store.observe(event.event_type, event.time)
         joined = self.stage.audit(event)
-        for fact in joined.facts:
-            self.facts.setdefault(fact.key, []).append(fact)
+        if joined.facts:
+            topic, offset = self.position
+            by_partition: dict[int, list[AggregateFact]] = {}
+            for fact in joined.facts:
+                by_partition.setdefault(self.destination(fact.key), []).append(fact)
+            for partition, facts in by_partition.items():
+                self.facts.setdefault(partition, []).append((topic, offset, facts))
         return joined
 
 
@@ -109,6 +120,7 @@ class Pipeline:
                                               self._on_unreadable, snapshot_min_bytes)
         self.joins: dict[int, _JoinPartition] = {}
         self._ledger_beat_days: dict[int, int] = {}  # aggregate partition -> day last told
+        self._destinations: dict[str, int] = {}
         self.aggregates: dict[int, tuple[AggregateStage, TableAggregateStore]] = {}
         self.set_rules(rules)
 
@@ -149,7 +161,9 @@ class Pipeline:
         def placed(event: Event) -> tuple[str, str] | None:
             return self._misplaced(event, key, partition)
 
-        result = self.intake.take(value, source, self._join(partition).audit, placed)
+        join = self._join(partition)
+        join.position = (topic, offset)
+        result = self.intake.take(value, source, join.audit, placed)
         if type(result) is DeadLetter:
             out.deadletters.append(result)
         else:
@@ -182,22 +196,19 @@ class Pipeline:
         parts to deliver one after the other:
         1. facts by the aggregate partition their key maps to (murmur2, as a keyed send would
            place them): one message per source and destination partition and batch (split if
-           large), each with its source partition and the watermark that source had when the
-           batch began (every fact of earlier events is delivered by then, so no period settles
-           on it before this batch's facts are in);
+           large, never inside an event's facts), each with its source partition, the
+           watermark that source had when the batch began (every fact of earlier events is
+           delivered by then, so no period settles on it before this batch's facts are in),
+           and each fact's event position (topic and offset), in the events' order;
         2. heartbeats: the watermarks now of the sources whose watermark has reached a new day,
            in one message to every aggregate partition -- sent once the facts are delivered, so
            it follows them -- so a period settles there even if a source sends it no facts."""
         facts: list[FactsMessage] = []
         beats: dict[int, float] = {}
         for source, join in self.joins.items():
-            by_partition: dict[int, list[AggregateFact]] = {}
-            for key, batch in join.facts.items():
-                by_partition.setdefault(expected_partition(key.encode(), self.partitions),
-                                        []).extend(batch)
-            for partition, batch in sorted(by_partition.items()):
+            for partition, events in sorted(join.facts.items()):
                 facts += [FactsMessage(None, partition, value) for value in
-                          encode_facts(source, join.announced, batch, max_bytes)]
+                          encode_facts(source, join.announced, events, max_bytes)]
             join.facts = {}
             watermark = join.announced = join.store.watermark
             day = int(watermark // DAY)
@@ -211,7 +222,15 @@ class Pipeline:
 
     def on_facts(self, partition: int, offset: int, topic: str, value: bytes | None) -> Outputs:
         """One message of the repartition topic (written by a worker, maybe of another
-        version): its facts applied, then its sources' watermarks."""
+        version): its facts applied, then its sources' watermarks.
+
+        A period counts its deals (it keeps no member list), so a fact must be applied once:
+        each carries its event's position, and the store keeps, per source partition and
+        input topic, the offset of the last event applied, logged with the periods it changed
+        (one state log record). A fact of an event at or before it is a redelivery -- the
+        source's worker stopped after sending and before its offsets were committed -- and is
+        skipped. A source sends its events' facts in offset order, an event's facts in one
+        message, so comparing with the mark as the message found it is exact."""
         out = Outputs()
         try:
             record = decode_facts(value)
@@ -224,8 +243,24 @@ class Pipeline:
             out.deadletters.append(letter)
             return out
         stage, store = self._aggregate(partition)
-        for fact in record.facts:
-            out.alerts.extend(stage.apply(fact))
+        apply, alerts = stage.apply, out.alerts
+        if record.positions is None:  # the previous form: applied as they come
+            for fact in record.facts:
+                alerts.extend(apply(fact))
+        else:
+            [source] = record.watermarks
+            marks: dict[str, int] = {}  # input topic -> its mark as this message found it
+            newest: dict[str, int] = {}
+            for fact, (input_topic, event_offset) in zip(record.facts, record.positions,
+                                                         strict=True):
+                mark = marks.get(input_topic)
+                if mark is None:
+                    mark = marks[input_topic] = store.applied(source, input_topic)
+                if event_offset > mark:  # else applied before: a redelivery
+                    alerts.extend(apply(fact))
+                    newest[input_topic] = event_offset
+            for input_topic, event_offset in newest.items():
+                store.set_applied(source, input_topic, event_offset)
         for source, watermark in record.watermarks.items():
             store.observe(source, watermark)
         out.alerts.extend(stage.observe(store.watermark))
@@ -339,6 +374,17 @@ class Pipeline:
         """The largest over this worker's input partitions (each the smaller of its topics')."""
         return max((j.store.watermark for j in list(self.joins.values())), default=0.0)
 
+    def _destination(self, key: str) -> int:
+        """The repartition-topic partition of a fact's key: murmur2, as a keyed send would
+        place it (cached: a batch makes thousands of facts for a few hundred periods)."""
+        partition = self._destinations.get(key)
+        if partition is None:
+            if len(self._destinations) > 100_000:  # bounded whatever the groups
+                self._destinations.clear()
+            partition = self._destinations[key] = expected_partition(key.encode(),
+                                                                     self.partitions)
+        return partition
+
     def _on_unreadable(self, what: str, problem: str) -> None:
         self.unreadable += 1
         log.error("cannot read %s (%s): starting it afresh", what, problem)
@@ -348,7 +394,7 @@ class Pipeline:
         if join is None:
             store = TableAccountStore(self.join_context, partition, self.partitions)
             stage = JoinStage(self.rules, store, self.counters, self.lateness_days)
-            join = self.joins[partition] = _JoinPartition(stage, store)
+            join = self.joins[partition] = _JoinPartition(stage, store, self._destination)
         return join
 
     def _aggregate(self, partition: int) -> tuple[AggregateStage, TableAggregateStore]:

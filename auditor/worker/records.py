@@ -44,25 +44,41 @@ class FactsRecord(NamedTuple):
     # carries (its watermark when the batch began), or several, in a heartbeat without facts.
     watermarks: dict[int, float]
     facts: list[AggregateFact]
+    # Where each fact comes from: (input topic, offset) of the event that made it, in the
+    # source partition; None for facts of the previous form, which did not say.
+    positions: list[tuple[str, int]] | None = None
 
 
-def _messages(head: dict[str, Any], name: str, items: list[Any],
+# The facts one event made for one destination, and where the event is: (topic, offset, facts).
+EventFacts = tuple[str, int, list[AggregateFact]]
+
+
+def _messages(head: dict[str, Any], name: str, groups: list[list[Any]],
               max_bytes: int) -> list[bytes]:
-    """`head` and `name: items` as JSON, split in halves until each message is at most
-    `max_bytes` (a batch can make many items for one key; the broker limits a message's size)."""
-    value = orjson.dumps({**head, name: items})
-    if len(value) <= max_bytes or len(items) <= 1:
+    """`head` and `name: items` (the groups' items, in order) as JSON, split in halves until
+    each message is at most `max_bytes` (a batch can make many items for one key; the broker
+    limits a message's size); a group is never split."""
+    value = orjson.dumps({**head, name: [item for group in groups for item in group]})
+    if len(value) <= max_bytes or len(groups) <= 1:
         return [value]
-    half = len(items) // 2
-    return (_messages(head, name, items[:half], max_bytes)
-            + _messages(head, name, items[half:], max_bytes))
+    half = len(groups) // 2
+    return (_messages(head, name, groups[:half], max_bytes)
+            + _messages(head, name, groups[half:], max_bytes))
 
 
-def encode_facts(source: int, watermark: float, facts: list[AggregateFact],
+def encode_facts(source: int, watermark: float, events: list[EventFacts],
                  max_bytes: int) -> list[bytes]:
-    """The facts as one or more messages, each fact a row (`AggregateFact.to_row`)."""
-    return _messages({"v": FORMAT, "source": source, "watermark": watermark}, "rows",
-                     [f.to_row() for f in facts], max_bytes)
+    """The facts of a source's events for one destination, in the events' order, as one or
+    more messages: each fact a row (`AggregateFact.to_row`) followed by its event's topic (an
+    index into the message's `topics`) and offset. An event's facts stay in one message, so
+    a message either holds all of an event's facts or none (the receiver skips an event it
+    applied before by its offset: Pipeline.on_facts)."""
+    topics = sorted({topic for topic, _, _ in events})
+    index = {topic: i for i, topic in enumerate(topics)}
+    groups = [[(*f.to_row(), index[topic], offset) for f in facts]
+              for topic, offset, facts in events]
+    return _messages({"v": FORMAT, "source": source, "watermark": watermark,
+                      "topics": topics}, "rows", groups, max_bytes)
 
 
 def encode_beat(watermarks: dict[int, float]) -> bytes:
@@ -81,9 +97,20 @@ def decode_facts(value: bytes | None) -> FactsRecord:
         _check_format(data)
         if "beats" in data:
             return FactsRecord(_beats(data), [])
-        facts = ([AggregateFact.from_row(row) for row in data["rows"]] if "rows" in data
-                 else [AggregateFact.from_dict(f) for f in data["facts"]])  # the previous form
-        return FactsRecord({int(data["source"]): float(data["watermark"])}, facts)
+        watermarks = {int(data["source"]): float(data["watermark"])}
+        if "topics" not in data:  # the previous forms: facts without their events' positions
+            facts = ([AggregateFact.from_row(row) for row in data["rows"]] if "rows" in data
+                     else [AggregateFact.from_dict(f) for f in data["facts"]])
+            return FactsRecord(watermarks, facts)
+        topics = [_text(t) for t in data["topics"]]
+        facts, positions = [], []
+        for row in data["rows"]:
+            facts.append(AggregateFact.from_row(row[:-2]))
+            topic, offset = row[-2:]
+            if type(topic) is not int or not 0 <= topic < len(topics) or type(offset) is not int:
+                raise ValueError(f"topic {topic!r} and offset {offset!r}")
+            positions.append((topics[topic], offset))
+        return FactsRecord(watermarks, facts, positions)
     except UnreadableRecord:
         raise
     except (ValueError, TypeError, KeyError) as exc:
@@ -105,7 +132,7 @@ _CLAIM_FIELDS = ("deal_id", "money_class", "amount", "plan_id", "team", "time")
 def encode_claims(account_id: str, claims: list[Claim], max_bytes: int) -> list[bytes]:
     """The claims of one account as one or more messages, each at most `max_bytes`."""
     return _messages({"v": FORMAT, "account_id": account_id}, "claims",
-                     [{f: getattr(c, f) for f in _CLAIM_FIELDS} for c in claims], max_bytes)
+                     [[{f: getattr(c, f) for f in _CLAIM_FIELDS}] for c in claims], max_bytes)
 
 
 class LedgerBeat(NamedTuple):

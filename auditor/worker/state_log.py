@@ -10,8 +10,9 @@ every state instead (a snapshot), then tombstones every older record of the part
 stays within about three times the state, and compaction on the broker drops the rest.
 
 Rebuilt from the table as recovered: the newest snapshot whose parts are all there, then the
-deltas after it in order. Tombstones go only after the snapshot is delivered (`cleanup`), so a
-crash between the two leaves the older snapshot and its deltas to rebuild from. Per-key records
+deltas after it in order, each only if all its parts are there. Tombstones go only after the
+snapshot is delivered (`cleanup`), so a crash between the two leaves the older snapshot and its
+deltas to rebuild from. Per-key records
 of the previous format (`read_state_value`) are read as a base under the log and tombstoned at its
 first snapshot, which a partition that has them takes at its first flush.
 """
@@ -264,17 +265,19 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
                 self.legacy.append(key)
         records.sort(key=lambda item: (item[1].seq, item[1].part))
         self.seq = max((r.seq for _, r in records), default=-1) + 1
-        snapshot_parts: dict[int, set[int]] = {}
+        parts: dict[int, set[int]] = {}
         for _, r in records:
-            if r.snapshot:
-                snapshot_parts.setdefault(r.seq, set()).add(r.part)
-        base = max((r.seq for _, r in records
-                    if r.snapshot and len(snapshot_parts[r.seq]) == r.parts), default=-1)
+            parts.setdefault(r.seq, set()).add(r.part)
+        whole = {r.seq for _, r in records if len(parts[r.seq]) == r.parts}
+        base = max((r.seq for _, r in records if r.snapshot and r.seq in whole), default=-1)
         if base < 0:
             self.states.update(legacy)
         for record_key, r in records:
-            if r.seq < base or (r.seq == base) != r.snapshot:
-                continue  # older than the snapshot, or an unfinished snapshot's part
+            if r.seq < base or (r.seq == base) != r.snapshot or r.seq not in whole:
+                # Older than the snapshot, or a record cut short (by a crash between its
+                # parts' sends): a batch's changes apply whole or not at all, as its marks
+                # say (the aggregate stage's marks tell which facts it applied).
+                continue
             self.marks.update(r.marks)
             if r.seq > base:
                 self.bytes_since_snapshot += sizes[record_key]

@@ -123,11 +123,22 @@ class TableAggregateStore(MemoryAggregateStore):
             min_snapshot_bytes=context.snapshot_min_bytes)
         self._sources = SmallestWatermark(context, self.log, f"aggregates/{partition}/from",
                                           range(sources))
+        self._applied = f"aggregates/{partition}/applied"
         super().__init__(self.log)
 
     def observe(self, source: int, watermark: float) -> None:
         """A facts message from `source` said how far its join stage is."""
         self._sources.observe(source, watermark)
+
+    def applied(self, source: int, topic: str) -> int:
+        """The offset, in `topic`'s partition `source`, of the last event whose facts were
+        applied here (-1: none yet)."""
+        mark = self.log.mark(f"{self._applied}/{source}/{topic}")
+        return -1 if mark is None else int(mark)
+
+    def set_applied(self, source: int, topic: str, offset: int) -> None:
+        # Logged in the partition's next record, with the periods these facts changed.
+        self.log.set_mark(f"{self._applied}/{source}/{topic}", offset)
 
     @property
     def watermark(self) -> float:

@@ -1,6 +1,7 @@
-"""A worker of this version reads the records the previous one wrote (format 1: facts without
-measure contributions, aggregate periods without sums): account state as it was, aggregate
-periods recomputing their sums from the deals they keep."""
+"""A worker of this version reads the records earlier ones wrote: facts without measure
+contributions (format 1), aggregate periods that kept every deal's entry, without the measure's
+sums (format 1) or with them (format 2). Account state is read as it was; a period of format 1
+recomputes its sums from the deals it kept; a period of format 2 becomes counts."""
 
 import pytest
 from unit_helpers import churn_dict, deal_dict, run
@@ -10,6 +11,7 @@ from auditor.engine.facts import AggregateFact
 from auditor.engine.sink import NullSink
 from auditor.engine.state import AggregateState
 from auditor.engine.store import MemoryAggregateStore
+from auditor.events.decode import EventDecoder
 from auditor.rules.loader import load_rule_pack
 from auditor.worker.records import read_state_value
 from auditor.worker.state_log import Changelog, PartitionLog
@@ -26,9 +28,37 @@ def _stream():
     return [*deals, churn_dict(account_id="x0", days=30.0)]
 
 
+def _run(rules):
+    """The periods of a run, and the facts it applied, by period key."""
+    result = run(rules, [], flush=False)
+    stage = result.engine.aggregate
+    applied: dict[str, list[AggregateFact]] = {}
+    apply = stage.apply
+
+    def recording(fact):
+        applied.setdefault(fact.key, []).append(fact)
+        return apply(fact)
+
+    stage.apply = recording
+    result.feed(EventDecoder(rules.currency), _stream())
+    return dict(result.engine.aggregates.items()), applied
+
+
 def _periods(rules):
-    result = run(rules, _stream(), flush=False)
-    return {key: state for key, state in result.engine.aggregates.items()}
+    return _run(rules)[0]
+
+
+def _earlier_form(state, facts, sums):
+    """The period as formats 1 (`sums` False) and 2 wrote it: every deal's entry by member key,
+    the churned ones' details, and with format 2 the measure's sums."""
+    data = {"rule": state.rule, "group": state.group, "period": state.period, "end": state.end,
+            "settled": state.settled, "fired": state.fired,
+            "deals": {f.member: list(f.entry) for f in facts if f.kind == "deal"},
+            "churned": {f.member: [f.days, f.money_class, f.plan_id, f.team, f.deal_time]
+                        for f in facts if f.kind == "churned"}}
+    if sums:
+        data["sums"], data["churned_sums"] = state.sums, state.churned_sums
+    return data
 
 
 def _value(rules, state):
@@ -36,42 +66,43 @@ def _value(rules, state):
     return rule.value(state)
 
 
-def test_a_period_written_without_sums_gets_the_same_value(rules):
-    periods = _periods(rules)
+@pytest.mark.parametrize("with_sums", [False, True], ids=["format-1", "format-2"])
+def test_a_period_of_an_earlier_format_gets_the_same_value(rules, with_sums):
+    periods, applied = _run(rules)
     assert len(periods) >= 5
+    assert any(state.churned for state in periods.values())
     for key, state in periods.items():
-        old = state.to_dict()
-        del old["sums"], old["churned_sums"]
+        old = _earlier_form(state, applied[key], with_sums)
         partition, data = read_state_value({"v": 1, "p": 3, "s": old})
         restored = AggregateState.from_dict(data)
-        assert partition == 3 and restored.stale_sums
+        assert partition == 3 and (restored.legacy is None) == with_sums
         assert _value(rules, restored) == pytest.approx(_value(rules, state)), key
-        assert not restored.stale_sums  # recomputed once
-        assert "sums" in restored.to_dict()
+        assert restored.legacy is None  # recomputed once, then counts only
+        again = restored.to_dict()
+        assert "deals" not in again and again["sums"] == pytest.approx(state.sums)
+        assert (again["count"], again["churned_count"]) == (state.count, state.churned_count)
+        assert again["churned"] == state.to_dict()["churned"]
+        assert again["totals"] == state.to_dict()["totals"]
 
 
 def test_facts_without_contributions_count_as_the_deals_they_name(rules):
-    fresh = _periods(rules)
+    fresh, applied = _run(rules)
     stage = AggregateStage(rules, MemoryAggregateStore(), NullSink(), 30.0,
                            evaluate_on_settle=False)
-    # Facts as format 1 wrote them (every field but `values`), for the periods without churn.
-    unchurned = {key: state for key, state in fresh.items() if not state.churned}
-    assert len(unchurned) >= 3
-    for state in unchurned.values():
-        for member, entry in state.deals.items():
-            account_id, _, deal_id = member.partition("\x1f")
-            data = AggregateFact("deal", state.rule, state.group, state.period, state.end,
-                                 account_id, deal_id, *entry).to_dict()
+    # Facts as format 1 wrote them (every field but `values`).
+    for facts in applied.values():
+        for fact in facts:
+            data = fact.to_dict()
             del data["values"]
             stage.apply(AggregateFact.from_dict(data))
     restored = dict(stage.store.items())
-    assert set(restored) == set(unchurned)
+    assert set(restored) == set(fresh)
     for key, state in restored.items():
-        assert state.stale_sums
+        assert state.legacy is None  # the default measures read what a fact has
         assert _value(rules, state) == pytest.approx(_value(rules, fresh[key])), key
 
 
-def test_a_measure_over_other_fields_is_not_evaluated_after_the_upgrade(tmp_path):
+def _avg_discount_rules(tmp_path):
     (tmp_path / "rules.yaml").write_text(
         "rules:\n"
         "  - id: avg-discount\n"
@@ -82,13 +113,27 @@ def test_a_measure_over_other_fields_is_not_evaluated_after_the_upgrade(tmp_path
         "    group_by: team\n"
         "    threshold: {above: 0.1}\n"
         "    severity: info\n")
-    rules = load_rule_pack(tmp_path)
-    [state] = _periods(rules).values()
+    return load_rule_pack(tmp_path)
+
+
+def test_a_measure_over_other_fields_is_not_evaluated_after_the_upgrade(tmp_path):
+    rules = _avg_discount_rules(tmp_path)
+    [(key, state)] = _run(rules)[0].items()
+    facts = _run(rules)[1][key]
     assert _value(rules, state) == pytest.approx(0.1)  # the simulated default discount
-    old = state.to_dict()
-    del old["sums"], old["churned_sums"]
-    # discount_pct is not among what a period keeps of a deal: it cannot be recomputed.
+    # discount_pct is not among what a period kept of a deal: it cannot be recomputed...
+    old = _earlier_form(state, facts, sums=False)
     assert _value(rules, AggregateState.from_dict(old)) is None
+    # ... nor read from a fact of format 1.
+    stage = AggregateStage(rules, MemoryAggregateStore(), NullSink(), 30.0,
+                           evaluate_on_settle=False)
+    for fact in facts:
+        data = fact.to_dict()
+        del data["values"]
+        stage.apply(AggregateFact.from_dict(data))
+    [restored] = [s for _, s in stage.store.items()]
+    assert restored.count == state.count and _value(rules, restored) is None
+    assert AggregateState.from_dict(restored.to_dict()).legacy is not None  # logged so
 
 
 def test_state_of_the_current_format_is_read_as_written(rules):

@@ -400,7 +400,7 @@ def test_a_shard_that_raises_fails_the_run_with_its_traceback(
 
 
 def test_a_fact_is_made_again_from_its_arguments(default_pack: RulePack) -> None:
-    """How facts cross to the shard holding their period (AggregateFact.to_args)."""
+    """How facts cross to the shard holding their period (AggregateFact.to_row)."""
     engine, decoder = AuditEngine(default_pack), EventDecoder(default_pack.currency)
     facts = []
     for line in Simulator(accounts=600, months=24, seed=3).lines():
@@ -409,7 +409,7 @@ def test_a_fact_is_made_again_from_its_arguments(default_pack: RulePack) -> None
         facts += engine.join.audit(event).facts
     assert {fact.kind for fact in facts} == {AggregateFact.DEAL, AggregateFact.CHURNED}
     for fact in facts:
-        again = AggregateFact(*fact.to_args())
+        again = AggregateFact(*fact.to_row())
         assert again.to_dict() == fact.to_dict()
         assert (again.key, again.member, again.entry) == (fact.key, fact.member, fact.entry)
 

@@ -15,6 +15,7 @@ from auditor.worker import state_log
 from auditor.worker.partitioning import expected_partition
 from auditor.worker.pipeline import Pipeline, StateTables
 from auditor.worker.records import decode_facts
+from auditor.worker.tables import TableAggregateStore
 
 PARTITIONS = 4
 
@@ -126,6 +127,60 @@ def test_redelivered_facts_change_nothing(rules, lines):
         assert pipeline.on_facts(0, 1, "facts", m.value).alerts == []
     pipeline.state_records()
     assert logged() == before
+
+
+def _feed_batches(pipeline: Pipeline, lines, size: int) -> None:
+    """Events in batches of `size`, as the input agent takes them: the batch's facts are sent
+    after it, then the aggregate side's state is logged (the join side's is not)."""
+    for start in range(0, len(lines), size):
+        for n, line in enumerate(lines[start:start + size], start):
+            key = json.loads(line)["account_id"].encode()
+            pipeline.on_input("t", expected_partition(key, PARTITIONS), n, key, line)
+        deliver_facts(pipeline)
+        pipeline.aggregate_state_records()
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
+def _logged_periods(pipeline: Pipeline) -> dict:
+    states = recovered_states(pipeline.tables.aggregates, AggregateState.from_dict)
+    return {k: _rounded(state.to_dict()) for k, state in states.items()}
+
+
+def test_facts_sent_again_by_a_restarted_source_count_once(rules, lines, monkeypatch):
+    """The join side stops after its facts were delivered and before its state was logged:
+    restarted without that state, it audits the same events again, in other batches, and sends
+    their facts again. The aggregate side, rebuilt from its log, applies each event's facts
+    once: its periods are those of a run that sent everything once."""
+    cut, end = 700, 1400
+    once = Pipeline(rules, RunCounters(), StateTables({}, {}, {}), 30.0)
+    _feed_batches(once, lines[:end], 100)
+    expected = _logged_periods(once)
+    assert sum(p["count"] for p in expected.values()) > 500
+
+    crashed = Pipeline(rules, RunCounters(), StateTables({}, {}, {}), 30.0)
+    _feed_batches(crashed, lines[:cut], 100)
+
+    def restart() -> Pipeline:
+        restarted = Pipeline(rules, RunCounters(),
+                             StateTables({}, dict(crashed.tables.aggregates), {}), 30.0)
+        _feed_batches(restarted, lines[:end], 70)
+        return restarted
+
+    assert _logged_periods(restart()) == expected
+    # The same restart without the marks counts the first events' deals twice.
+    monkeypatch.setattr(TableAggregateStore, "applied", lambda self, source, topic: -1)
+    twice = _logged_periods(restart())
+    assert sum(p["count"] for p in twice.values()) > sum(
+        p["count"] for p in expected.values())
 
 
 @pytest.mark.parametrize(("key", "value", "reason"), [

@@ -127,13 +127,21 @@ def test_state_that_cannot_be_read_starts_afresh(rules, keyed):
 def test_facts_messages_stay_under_the_limit():
     facts = [AggregateFact("deal", "r", "g", "2026-Q1", 0.0, f"a{n}", f"d{n}", "new_logo",
                            1.0, 2.0, 0.5) for n in range(500)]
-    values = encode_facts(3, 12.5, facts, 4096)
+    # An event's facts (three here) travel together, whatever the split.
+    events = [("deals" if n % 2 else "churns", n, facts[3 * n:3 * n + 3])
+              for n in range((len(facts) + 2) // 3)]
+    values = encode_facts(3, 12.5, events, 4096)
     assert len(values) > 1
     assert all(len(v) <= 4096 for v in values)
     records = [decode_facts(v) for v in values]
     assert all(r.watermarks == {3: 12.5} for r in records)
     back = list(itertools.chain.from_iterable(r.facts for r in records))
     assert [f.to_dict() for f in back] == [f.to_dict() for f in facts]
+    positions = [p for r in records for p in r.positions or ()]
+    assert positions == [(topic, n) for topic, n, group in events for _ in group]
+    for r in records:  # no event split between two messages
+        assert not {n for _, n in r.positions or ()} & {
+            n for other in records if other is not r for _, n in other.positions or ()}
 
 
 def test_a_source_that_sends_no_facts_still_moves_every_partition(rules, keyed):
@@ -151,13 +159,21 @@ def test_facts_go_as_rows_and_the_previous_form_is_still_read():
     fact = AggregateFact("churned", "r", "g", "2026-Q1", 1.7e9, "a", "d", "renewal", 1.0, 2.0,
                          0.5, days=12.0, money_class="recoverable", plan_id="p", team="t",
                          deal_time=1.6e9, values=(1.0, 2.0, 0.0, 1.0, 2.0, 0.0))
-    [value] = encode_facts(1, 5.0, [fact], FACTS_MAX_BYTES)
+    [value] = encode_facts(1, 5.0, [("deals-topic", 41, [fact])], FACTS_MAX_BYTES)
     assert b'"account_id"' not in value  # no field names per fact
-    [back] = decode_facts(value).facts
+    record = decode_facts(value)
+    [back] = record.facts
     assert back.to_dict() == fact.to_dict() and back.member == fact.member
-    previous = json.dumps({"v": 2, "source": 1, "watermark": 5.0, "facts": [fact.to_dict()]})
-    [old] = decode_facts(previous.encode()).facts
-    assert old.to_dict() == fact.to_dict()
-    with pytest.raises(UnreadableRecord):
-        decode_facts(json.dumps({"v": 2, "source": 1, "watermark": 5.0,
-                                 "rows": [fact.to_row()[:-1]]}).encode())
+    assert record.positions == [("deals-topic", 41)]
+    # The previous forms: fields by name, and rows without positions.
+    for previous in ({"v": 2, "source": 1, "watermark": 5.0, "facts": [fact.to_dict()]},
+                     {"v": 2, "source": 1, "watermark": 5.0, "rows": [fact.to_row()]}):
+        old = decode_facts(json.dumps(previous).encode())
+        assert [f.to_dict() for f in old.facts] == [fact.to_dict()]
+        assert old.positions is None
+    for row in ([*fact.to_row()[:-1], 0, 41],  # a field short
+                [*fact.to_row(), 1, 41],  # no such topic
+                [*fact.to_row(), 0, "41"]):  # an offset that is not one
+        with pytest.raises(UnreadableRecord):
+            decode_facts(json.dumps({"v": 2, "source": 1, "watermark": 5.0,
+                                     "topics": ["deals-topic"], "rows": [row]}).encode())

@@ -178,7 +178,10 @@ def recovered_states(table: dict[str, Any], from_dict: Any, partitions: int = 4)
     def unreadable(what: str, problem: str) -> None:
         raise AssertionError(f"{what}: {problem}")
 
+    # A state class that logs patches (AggregateState) merges them with its merge_changes.
+    merge = getattr(getattr(from_dict, "__self__", None), "merge_changes", None)
     states: dict[str, Any] = {}
     for p in range(partitions):
-        states.update(PartitionLog(table, Changelog("t"), p, from_dict, unreadable).items())
+        states.update(PartitionLog(table, Changelog("t"), p, from_dict, unreadable,
+                                   merge=merge).items())
     return states

@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from auditor.engine.alerts import Alert, alert_id, money
-from auditor.engine.facts import AggregateFact, DealEntry, deal_of, member
+from auditor.engine.facts import AggregateFact, DealEntry, deal_of
 from auditor.engine.findings import class_rank, time_text
 from auditor.engine.periods import DAY, PERIODS, add_months
 from auditor.engine.state import AccountState, AggregateState
@@ -95,14 +95,14 @@ class ChurnWindow:
         return add_months(end, self.months) if self.months else end
 
     def evidence(self, state: AggregateState) -> dict[str, object]:
-        churned_ids = [deal_of(m) for m in sorted(state.churned) if m in state.deals]
+        churned_ids = [deal_of(m) for m in sorted(state.churned)]
         if self.months:
             paid = sum(t[1] for t in state.totals.values())
-            return {"deals": len(state.deals), "months": self.months,
+            return {"deals": state.count, "months": self.months,
                     "commission_paid": money(paid),
                     "commission_retained": money(paid - state.churned_amount),
                     "churned_deals": state.churned_count, "churned_deal_ids": churned_ids}
-        return {"deals": len(state.deals), "churned_deals": len(churned_ids),
+        return {"deals": state.count, "churned_deals": len(churned_ids),
                 "churned_deal_ids": churned_ids,
                 "churned_paid_upfront": money(state.churned_upfront)}
 
@@ -154,20 +154,14 @@ class AggregateRule(CompiledRule):
             return
         period, end = self.period_of(deal.time)
         values = self.measure.contributions(deal)
-        entry = found.entry
-        if entry is None:
-            entry = found.entry = (deal.deal_type, deal.amount, deal.acv, deal.paid_upfront)
-            found.member = member(deal.account_id, deal.deal_id)
-        key = found.member
         found.facts.append(AggregateFact(
             DEAL, self.meta.id, group, period, end, deal.account_id, deal.deal_id,
-            deal.deal_type, deal.amount, deal.acv, deal.paid_upfront, entry, key,
-            values=values))
+            deal.deal_type, deal.amount, deal.acv, deal.paid_upfront, values=values))
         if self.window is None or not state.churns:
             return
         days = [(c.time - deal.time) / DAY for c in state.churns if self._counts(deal, c)]
         if days:
-            found.facts.append(self._churned(deal, group, period, end, min(days), key, values))
+            found.facts.append(self._churned(deal, group, period, end, min(days), values))
 
     def on_churn(self, churn: Churn, state: AccountState, found: Found) -> None:
         if self.window is None or (self.churn is not None and not self.churn(churn)):
@@ -180,7 +174,7 @@ class AggregateRule(CompiledRule):
                     continue
                 period, end = self.period_of(deal.time)
                 found.facts.append(self._churned(
-                    deal, group, period, end, (churn.time - deal.time) / DAY, None,
+                    deal, group, period, end, (churn.time - deal.time) / DAY,
                     self.measure.contributions(deal)))
 
     def _counts(self, deal: Deal, churn: Churn) -> bool:
@@ -189,14 +183,13 @@ class AggregateRule(CompiledRule):
             self.churn is None or self.churn(churn))
 
     def _churned(self, deal: Deal, group: str, period: str, end: float, days: float,
-                 key: str | None, values: tuple[float, ...]) -> AggregateFact:
+                 values: tuple[float, ...]) -> AggregateFact:
         money_class = (self.money.of(deal.clawback_days, days) if self.money is not None
                        else None)
         return AggregateFact(CHURNED, self.meta.id, group, period, end, deal.account_id,
                              deal.deal_id, deal.deal_type, deal.amount, deal.acv,
-                             deal.paid_upfront, member_key=key, days=days,
-                             money_class=money_class, plan_id=deal.plan_id, team=deal.team,
-                             deal_time=deal.time, values=values)
+                             deal.paid_upfront, days, money_class, deal.plan_id, deal.team,
+                             deal.time, values)
 
     def window_days(self) -> float:
         days = self.window.days if self.window is not None else 0.0
@@ -222,17 +215,17 @@ class AggregateRule(CompiledRule):
     def value(self, state: AggregateState) -> float | None:
         """The period's value, or None when it is not evaluated (too few deals, or a zero
         denominator)."""
-        if len(state.deals) < self.min_deals:
+        if state.count < self.min_deals:
             return None
         try:
-            sums, churned = state.measure_sums(self._entry_contributions)
+            sums, churned = state.measure_sums(self.entry_contributions)
         except LookupError:  # restored sums of a measure over fields the entries lack
             return None
         return self.measure.value(sums, churned)
 
-    def _entry_contributions(self, entry: DealEntry) -> tuple[float, ...]:
-        """A deal's contributions from its entry in a period (type, commission, ACV, paid
-        upfront): what a period restored from the previous format has of it."""
+    def entry_contributions(self, entry: DealEntry) -> tuple[float, ...]:
+        """A deal's contributions from its entry (type, commission, ACV, paid upfront): what a
+        period or fact of format 1 has of it (LookupError when the measure needs more)."""
         return self.measure.contributions(_EntryDeal(*entry))  # type: ignore[arg-type]
 
     def crosses(self, value: float) -> bool:
@@ -249,7 +242,7 @@ class AggregateRule(CompiledRule):
         """(evidence, at_risk) of a period that fired: the numbers behind its value, and for
         a rule with an at_risk the money of each churned deal by class."""
         if self.window is None:
-            evidence: dict[str, object] = {"deals": len(state.deals)}
+            evidence: dict[str, object] = {"deals": state.count}
             for deal_type in sorted(state.totals):
                 count, commission, acv = state.totals[deal_type]
                 evidence[deal_type] = {"deals": int(count), "commission": money(commission),
@@ -262,11 +255,9 @@ class AggregateRule(CompiledRule):
         by_class: dict[str, float] = {}
         by_deal = []
         for m in sorted(state.churned):
-            if m not in state.deals:
-                continue
             how = state.churned[m]
             money_class = how.money_class or "unclassified"
-            amount = money(state.deals[m][3])
+            amount = money(how.paid_upfront)
             by_class[money_class] = money(by_class.get(money_class, 0.0) + amount)
             account_id, _, deal_id = m.partition("\x1f")
             by_deal.append({"account_id": account_id, "deal_id": deal_id,
