@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-# (deal_type, commission amount, acv, paid_upfront): what an aggregate period keeps of a deal.
+# (deal_type, commission amount, acv, paid_upfront): what an aggregate period of format 1 kept
+# of a deal, and all a fact of that format tells of it.
 DealEntry = tuple[str, float, float, float]
 
 

@@ -108,8 +108,8 @@ class ChurnWindow:
 
 
 class _EntryDeal:
-    """The fields of a deal an aggregate period keeps in its entry; asking for any other
-    raises KeyError (the entry cannot tell)."""
+    """The fields of a deal in its entry (facts.DealEntry: what records of format 1 have of
+    it); asking for any other raises KeyError (the entry cannot tell)."""
 
     __slots__ = ("acv", "amount", "deal_type", "paid_upfront")
 
