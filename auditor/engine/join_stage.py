@@ -83,7 +83,7 @@ class JoinStage:
         state = store.get(event.account_id)
         if state is None:
             state = AccountState()
-        elif (type(event) is Deal and event.deal_id in state.deals) or state.has_event(
+        elif (type(event) is Deal and state.deal(event.deal_id) is not None) or state.has_event(
                 event.event_id):
             return DUPLICATE
         time = event.time
@@ -98,12 +98,12 @@ class JoinStage:
         if type(event) is Deal:
             for on_deal in self.on_deal:
                 on_deal(event, state, found)
-            state.deals[event.deal_id] = event
+            state.add_deal(event)
         else:
             assert type(event) is Churn
             for on_churn in self.on_churn:
                 on_churn(event, state, found)
-            state.churns.append(event)
+            state.add_churn(event)
         alerts, facts = found.alerts, found.facts
         excepted: tuple[Excepted, ...] = ()
         if alerts and self.exceptions:
@@ -169,7 +169,7 @@ def _except(exceptions: dict[str, tuple[RuleException, ...]], state: AccountStat
         rule_exceptions = exceptions.get(alert.rule)
         exception = None
         if rule_exceptions is not None:
-            deal = state.deals.get(alert.deal_id) if alert.deal_id is not None else None
+            deal = state.deal(alert.deal_id) if alert.deal_id is not None else None
             exception = excepted_by(rule_exceptions, alert, deal)
         if exception is None:
             kept.append(alert)
@@ -185,7 +185,7 @@ def _flag(state: AccountState, alerts: list[Alert]) -> list[Flag]:
         money = alert.evidence.get("money")
         if not money or alert.deal_id is None or not alert.counts:
             continue
-        deal = state.deals.get(alert.deal_id)
+        deal = state.deal(alert.deal_id)
         if deal is None:
             continue
         entry = state.flag(deal.deal_id, deal.plan_id, deal.team, deal.time)

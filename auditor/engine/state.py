@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from auditor.engine.facts import DealEntry
 from auditor.events.models import Churn, Deal, event_from_dict, event_to_dict
@@ -17,6 +18,7 @@ LEDGER_MARGIN = 2 * 92 * 86400.0
 # A measure's sums: n, sum and per-sum of its numerator and denominator (rules/measures.py).
 MEASURE_SLOTS = 6
 ZERO_VALUES = (0.0,) * MEASURE_SLOTS
+Sums: TypeAlias = "array[float]"  # of MEASURE_SLOTS doubles
 
 
 class Flagged:
@@ -62,8 +64,10 @@ class AccountState:
     __slots__ = ("churns", "deals", "fired", "flagged")
 
     def __init__(self) -> None:
-        self.deals: dict[str, Deal] = {}
-        self.churns: list[Churn] = []
+        # In arrival order. Tuples, not a dict and a list: an account holds a deal or two, and
+        # those containers cost a third as much memory again as the deal itself.
+        self.deals: tuple[Deal, ...] = ()
+        self.churns: tuple[Churn, ...] = ()
         # "rule\x1fdeal_id" of rules that fire once per deal (deal-after-churn); the shared
         # empty NOTHING_FIRED until the first (`mark_fired`).
         self.fired: set[str] | frozenset[str] = NOTHING_FIRED
@@ -80,10 +84,23 @@ class AccountState:
             entry = flagged[deal_id] = Flagged(plan_id, team, time)
         return entry
 
+    def deal(self, deal_id: str) -> Deal | None:
+        """The account's deal of this id, if held (deal ids are unique per account)."""
+        for deal in self.deals:
+            if deal.deal_id == deal_id:
+                return deal
+        return None
+
+    def add_deal(self, deal: Deal) -> None:
+        self.deals = (*self.deals, deal)
+
+    def add_churn(self, churn: Churn) -> None:
+        self.churns = (*self.churns, churn)
+
     def has_event(self, event_id: str) -> bool:
         """An event of this id is held (a duplicate). A scan, not a set: an account holds a
         few events, and a set each cost more memory than the account's deals."""
-        for deal in self.deals.values():
+        for deal in self.deals:
             if deal.event_id == event_id:
                 return True
         return any(churn.event_id == event_id for churn in self.churns)
@@ -100,16 +117,15 @@ class AccountState:
         `ledger_cutoff` (default `cutoff`) less LEDGER_MARGIN; True when nothing is left."""
         deals = self.deals
         if deals:
-            old = [d for d, deal in deals.items() if deal.time < cutoff]
+            old = [deal.deal_id for deal in deals if deal.time < cutoff]
             if old:
-                for deal_id in old:
-                    del deals[deal_id]
+                self.deals = tuple(deal for deal in deals if deal.time >= cutoff)
                 if self.fired:
                     ends = tuple("\x1f" + deal_id for deal_id in old)
                     self.fired = {key for key in self.fired if not key.endswith(ends)}
         churns = self.churns
         if churns:
-            kept = [c for c in churns if c.time >= cutoff]
+            kept = tuple(c for c in churns if c.time >= cutoff)
             if len(kept) != len(churns):
                 self.churns = kept
         flagged = self.flagged
@@ -128,7 +144,7 @@ class AccountState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "deals": [event_to_dict(d) for d in self.deals.values()],
+            "deals": [event_to_dict(d) for d in self.deals],
             "churns": [event_to_dict(c) for c in self.churns],
             "fired": sorted(self.fired),
             "flagged": {d: [f.plan_id, f.team, f.time, f.money]
@@ -141,16 +157,22 @@ class AccountState:
         for raw in data["deals"]:
             deal = event_from_dict(raw)
             assert isinstance(deal, Deal)
-            state.deals[deal.deal_id] = deal
+            state.add_deal(deal)
         for raw in data["churns"]:
             churn = event_from_dict(raw)
             assert isinstance(churn, Churn)
-            state.churns.append(churn)
+            state.add_churn(churn)
         state.fired = set(data["fired"])
         if data["flagged"]:
             state.flagged = {d: Flagged(plan_id, team, time, dict(money))
                              for d, (plan_id, team, time, money) in data["flagged"].items()}
         return state
+
+
+# Shared by every period without a churned deal (`AggregateState.add_churned` replaces them
+# at its first); never written to.
+NO_CHURNED: dict[str, Churned] = {}
+NO_CHURNED_SUMS: Sums = array("d", ZERO_VALUES)
 
 
 class AggregateState:
@@ -175,14 +197,17 @@ class AggregateState:
         self.count = 0  # deals counted
         # deal_type -> [deals, commission, acv]
         self.totals: dict[str, list[float]] = {}
-        # member key (facts.member) -> Churned: the earliest churn that counts the deal
-        self.churned: dict[str, Churned] = {}
+        # member key (facts.member) -> Churned: the earliest churn that counts the deal (set
+        # below)
         self.churned_count = 0
         self.churned_upfront = 0.0
         self.churned_amount = 0.0  # their commission
-        # The measure's sums over the deals, and over those counted as churned (measures.py).
-        self.sums: list[float] = [0.0] * MEASURE_SLOTS
-        self.churned_sums: list[float] = [0.0] * MEASURE_SLOTS
+        # The measure's sums over the deals, and over those counted as churned (measures.py):
+        # arrays of doubles, not lists of float objects (a third of a period's memory). The
+        # churned ones, and `churned`, are shared empty ones until the first churned deal.
+        self.sums = _sums()
+        self.churned_sums = NO_CHURNED_SUMS
+        self.churned: dict[str, Churned] = NO_CHURNED
         # The deals' entries of a period written by a version that kept them but not the
         # measure's sums (format 1): the sums are recomputed from them when next read
         # (`measure_sums`), then they are dropped. None otherwise.
@@ -238,6 +263,8 @@ class AggregateState:
             return False
         if self.changes is not None:
             self.changes.append(key)
+        if self.churned is NO_CHURNED:
+            self.churned, self.churned_sums = {}, _sums()
         self.churned[key] = churned
         if known is None:
             self.churned_count += 1
@@ -247,13 +274,13 @@ class AggregateState:
         return True
 
     def measure_sums(self, contributions: Callable[[DealEntry], Sequence[float]]
-                     ) -> tuple[list[float], list[float]]:
+                     ) -> tuple[Sums, Sums]:
         """(sums, churned sums) of the measure; recomputed first from the entries of a period
         of format 1 (`legacy`), with `contributions` of an entry (raising LookupError when it
         cannot tell: the entries are kept, and it raises again on the next read)."""
         legacy = self.legacy
         if legacy is not None:
-            sums, churned = [0.0] * MEASURE_SLOTS, [0.0] * MEASURE_SLOTS
+            sums, churned = _sums(), _sums()
             for key, entry in legacy.items():
                 values = contributions(entry)
                 _add(sums, values)
@@ -274,7 +301,7 @@ class AggregateState:
         if entries:
             data["churned"] = {k: tuple(v) for k, v in self.churned.items()}
         if self.legacy is None:
-            data["sums"], data["churned_sums"] = self.sums, self.churned_sums
+            data["sums"], data["churned_sums"] = list(self.sums), list(self.churned_sums)
         else:
             data["deals"] = self.legacy
         return data
@@ -285,7 +312,9 @@ class AggregateState:
         if "count" in data:
             state.count = int(data["count"])
             state.totals = {t: list(v) for t, v in dict(data["totals"]).items()}
-            state.churned = {k: Churned(*v) for k, v in dict(data["churned"]).items()}
+            churned = {k: Churned(*v) for k, v in dict(data["churned"]).items()}
+            if churned:
+                state.churned, state.churned_sums = churned, _sums()
             state.churned_count = int(data["churned_count"])
             state.churned_amount = float(data["churned_amount"])
             state.churned_upfront = float(data["churned_upfront"])
@@ -303,8 +332,9 @@ class AggregateState:
             if "sums" not in data:
                 state.legacy = deals
         if "sums" in data:
-            state.sums = list(data["sums"])
-            state.churned_sums = list(data["churned_sums"])
+            state.sums = array("d", data["sums"])
+            if state.churned is not NO_CHURNED:
+                state.churned_sums = array("d", data["churned_sums"])
         state.settled = data["settled"]
         state.fired = data["fired"]
         return state
@@ -315,7 +345,11 @@ def _entries(raw: Any) -> dict[str, DealEntry]:
             for k, (t, amount, acv, upfront) in dict(raw).items()}
 
 
-def _add(sums: list[float], values: Sequence[float]) -> None:
+def _sums() -> Sums:
+    return array("d", ZERO_VALUES)
+
+
+def _add(sums: Sums, values: Sequence[float]) -> None:
     """sums += values, for a measure's MEASURE_SLOTS sums (unrolled: once per fact)."""
     sums[0] += values[0]
     sums[1] += values[1]

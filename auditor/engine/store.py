@@ -54,10 +54,12 @@ class MemoryAccountStore:
         whose recovered states are indexed here)."""
         self.watermark = 0.0  # no event seen yet
         self._accounts: MutableMapping[str, AccountState] = {} if accounts is None else accounts
-        self._by_day: dict[int, set[str]] = {}
+        # Accounts by the days of their events: lists, not sets (a set's entry costs several
+        # times a list's); an account listed twice in a day is pruned twice, which is harmless.
+        self._by_day: dict[int, list[str]] = {}
         self._expired_through = -(2**62)  # last day whose bucket was swept
         for account_id, state in list(self._accounts.items()):
-            for deal in state.deals.values():
+            for deal in state.deals:
                 self._bucket(account_id, deal.time)
             for churn in state.churns:
                 self._bucket(account_id, churn.time)
@@ -82,9 +84,9 @@ class MemoryAccountStore:
         day = max(int(event_time // DAY), self._expired_through + 1)
         bucket = self._by_day.get(day)
         if bucket is None:
-            self._by_day[day] = {account_id}
-        else:
-            bucket.add(account_id)
+            self._by_day[day] = [account_id]
+        elif bucket[-1] != account_id:  # an account's events often come together
+            bucket.append(account_id)
 
     def expire(self, cutoff: float, ledger_cutoff: float | None = None) -> None:
         last_day = int(cutoff // DAY) - 1  # days wholly before the cutoff

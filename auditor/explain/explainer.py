@@ -300,7 +300,7 @@ def _pair_alert(rule: CompiledRule, deal: Deal, churn: Churn, currency: str) -> 
     """The alert the rule raises on the deal with this one churn of its account: the rule's
     own, from an account holding the churn only."""
     state = AccountState()
-    state.churns.append(churn)
+    state.add_churn(churn)
     found = Found(currency)
     rule.on_deal(deal, state, found)
     return found.alerts[0] if found.alerts else None
@@ -427,7 +427,7 @@ def _deal_pair_alert(rule: DealAfterDeal, first: Deal, second: Deal,
     """The alert the rule raises on this pair: the rule's own, from an account holding the
     first deal only."""
     state = AccountState()
-    state.deals[first.deal_id] = first
+    state.add_deal(first)
     found = Found(currency)
     rule.on_deal(second, state, found)
     return next((a for a in found.alerts if a.evidence.get("first_deal_id") == first.deal_id),

@@ -962,7 +962,8 @@ class _Shard:
             by_deal = (account, deal_id, True) if deal_id is not None else None
             state = get(account)
             if (by_event in seen or (by_deal is not None and by_deal in seen)
-                    or (state is not None and (deal_id in state.deals
+                    or (state is not None and ((deal_id is not None
+                                                and state.deal(deal_id) is not None)
                                                or state.has_event(event_id)))):
                 maybe.append(len(times))
             seen.add(by_event)

@@ -16,7 +16,7 @@ to the churned sums when it is counted as churned, so a value costs O(1) at any 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Literal, NamedTuple
@@ -104,7 +104,7 @@ class Quantity:
             return _ONE if self.per is None else (1.0, 1.0, self.per(deal))
         return (1.0, self.value(deal), self.per(deal) if self.per is not None else 0.0)
 
-    def sums(self, sums: list[float], churned: list[float], at: int
+    def sums(self, sums: Sequence[float], churned: Sequence[float], at: int
              ) -> tuple[float, float, float]:
         """(deals, sum, per-sum) of the deals this quantity takes, from a period's sums."""
         if self.churned is None:
@@ -114,7 +114,7 @@ class Quantity:
         return (sums[at] - churned[at], sums[at + 1] - churned[at + 1],
                 sums[at + 2] - churned[at + 2])
 
-    def evaluate(self, sums: list[float], churned: list[float], at: int) -> float | None:
+    def evaluate(self, sums: Sequence[float], churned: Sequence[float], at: int) -> float | None:
         n, total, per = self.sums(sums, churned, at)
         if n < self.min_deals:
             return None
@@ -122,7 +122,7 @@ class Quantity:
             return total
         return total / per if per else None
 
-    def parts(self, sums: list[float], churned: list[float], at: int) -> QuantityParts:
+    def parts(self, sums: Sequence[float], churned: Sequence[float], at: int) -> QuantityParts:
         """The numbers `evaluate` reads at `at`, and its value (to explain a period)."""
         return QuantityParts(*self.sums(sums, churned, at), self.evaluate(sums, churned, at))
 
@@ -139,14 +139,14 @@ class Measure:
     def contributions(self, deal: Deal) -> tuple[float, ...]:
         return self.numerator.of(deal) + self.denominator.of(deal)
 
-    def value(self, sums: list[float], churned: list[float]) -> float | None:
+    def value(self, sums: Sequence[float], churned: Sequence[float]) -> float | None:
         top = self.numerator.evaluate(sums, churned, 0)
         bottom = self.denominator.evaluate(sums, churned, 3)
         if top is None or not bottom:
             return None
         return top / bottom
 
-    def parts(self, sums: list[float], churned: list[float]
+    def parts(self, sums: Sequence[float], churned: Sequence[float]
               ) -> tuple[QuantityParts, QuantityParts]:
         """(numerator, denominator) over a period, as `value` reads them (to explain it)."""
         return self.numerator.parts(sums, churned, 0), self.denominator.parts(sums, churned, 3)

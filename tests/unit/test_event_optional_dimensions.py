@@ -141,12 +141,12 @@ def test_account_state_round_trip_with_and_without_them(decoder):
     for deal in decode_all(decoder, [deal_dict(deal_id="d-with", region="apac", manager_id="m"),
                                      deal_dict(deal_id="d-without")]):
         assert isinstance(deal, Deal)
-        state.deals[deal.deal_id] = deal
+        state.add_deal(deal)
     stored = json.loads(json.dumps(state.to_dict()))
     again = AccountState.from_dict(stored)
     assert again.to_dict() == state.to_dict()
-    assert (again.deals["d-with"].region, again.deals["d-with"].manager_id) == ("apac", "m")
-    assert (again.deals["d-without"].region, again.deals["d-without"].manager_id) == (None, None)
+    assert (again.deal("d-with").region, again.deal("d-with").manager_id) == ("apac", "m")
+    assert (again.deal("d-without").region, again.deal("d-without").manager_id) == (None, None)
     assert not set(OPTIONAL) & set(stored["deals"][1])
 
 

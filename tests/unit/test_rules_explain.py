@@ -627,7 +627,7 @@ class LostBigDeal(CompiledRule):
             self._pair(deal, churn, found)
 
     def on_churn(self, churn: Churn, state: AccountState, found: Found) -> None:
-        for deal in state.deals.values():
+        for deal in state.deals:
             self._pair(deal, churn, found)
 
     def _pair(self, deal: Deal, churn: Churn, found: Found) -> None:

@@ -94,7 +94,7 @@ def test_one_busy_account_keeps_only_its_recent_events(rules):
     assert HORIZON_DAYS - 2 <= len(state.deals) <= HORIZON_DAYS + 2
     # Its duplicate check knows the events it holds, and no longer the expired ones.
     assert not state.has_event(events[0]["event_id"])
-    assert all(state.has_event(deal.event_id) for deal in state.deals.values())
+    assert all(state.has_event(deal.event_id) for deal in state.deals)
 
 
 def test_state_is_kept_for_the_365_day_window(rules):
@@ -242,8 +242,8 @@ def test_account_and_aggregate_state_survive_a_round_trip_through_json(rules):
     assert again.to_dict() == account.to_dict()
     assert again.fired == account.fired
     assert all(again.has_event(d["event_id"]) for d in [*deals, *account.to_dict()["churns"]])
-    assert [d.time for d in again.deals.values()] == [d.time for d in account.deals.values()]
-    assert again.deals["D0"].amount == account.deals["D0"].amount  # converted, not re-converted
+    assert [d.time for d in again.deals] == [d.time for d in account.deals]
+    assert again.deal("D0").amount == account.deal("D0").amount  # converted, not re-converted
     for key, state in result.engine.aggregates.items():
         copy = AggregateState.from_dict(json.loads(json.dumps(state.to_dict())))
         assert copy.to_dict() == state.to_dict()

@@ -166,7 +166,7 @@ class AggregateRule(CompiledRule):
     def on_churn(self, churn: Churn, state: AccountState, found: Found) -> None:
         if self.window is None or (self.churn is not None and not self.churn(churn)):
             return
-        for deal in state.deals.values():
+        for deal in state.deals:
             if ((self.deal is None or self.deal(deal))
                     and self.window.contains(deal.time, churn.time)):
                 group = self.group_of(deal)

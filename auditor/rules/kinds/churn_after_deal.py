@@ -38,7 +38,7 @@ class ChurnAfterDeal(JoinRule):
     def on_churn(self, churn: Churn, state: AccountState, found: Found) -> None:
         if self.churn is not None and not self.churn(churn):
             return
-        for deal in state.deals.values():
+        for deal in state.deals:
             if self.deal is None or self.deal(deal):
                 self._pair(deal, churn, found, churn_checked=True)
 

@@ -40,7 +40,7 @@ class DealAfterChurn(JoinRule):
     def on_churn(self, churn: Churn, state: AccountState, found: Found) -> None:
         if self.churn is not None and not self.churn(churn):
             return
-        for deal in state.deals.values():
+        for deal in state.deals:
             if self.deal is not None and not self.deal(deal):
                 continue
             days = (deal.time - churn.time) / DAY

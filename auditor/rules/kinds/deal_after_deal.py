@@ -103,7 +103,7 @@ class DealAfterDeal(CompiledRule):
         if not (as_first or as_second):
             return
         first_filter, second_filter = self.first, self.second
-        for other in deals.values():
+        for other in deals:
             if other.deal_id == deal.deal_id or (self.same_rep and other.rep_id != deal.rep_id):
                 continue
             if as_second and (first_filter is None or first_filter(other)):
