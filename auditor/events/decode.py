@@ -86,16 +86,32 @@ class EventDecoder:
 # Texts most events repeat (an account's id in each of its events, a few teams, plans, reps):
 # each event's own copy is swapped for one shared string. Interned strings are freed with
 # their last holder, so this keeps nothing alive; about 50 bytes of every retained deal.
-_SHARED_TEXTS = {Deal: ("account_id", "rep_id", "team", "plan_id", "deal_type", "currency",
-                        "basis", "region", "manager_id"),
-                 Churn: ("account_id", "churn_type", "currency")}
+# Written out field by field: a loop of getattr and setattr cost twice as much, per event.
+def _share_deal_texts(deal: Deal) -> None:
+    deal.account_id = intern(deal.account_id)
+    deal.rep_id = intern(deal.rep_id)
+    deal.team = intern(deal.team)
+    deal.plan_id = intern(deal.plan_id)
+    deal.deal_type = intern(deal.deal_type)  # type: ignore[assignment]
+    deal.currency = intern(deal.currency)
+    deal.basis = intern(deal.basis)  # type: ignore[assignment]
+    if deal.region is not None:
+        deal.region = intern(deal.region)
+    if deal.manager_id is not None:
+        deal.manager_id = intern(deal.manager_id)
+
+
+def _share_churn_texts(churn: Churn) -> None:
+    churn.account_id = intern(churn.account_id)
+    churn.churn_type = intern(churn.churn_type)  # type: ignore[assignment]
+    churn.currency = intern(churn.currency)
 
 
 def _share_texts(event: Event) -> None:
-    for name in _SHARED_TEXTS[type(event)]:
-        value = getattr(event, name)
-        if value is not None:
-            setattr(event, name, intern(value))
+    if type(event) is Deal:
+        _share_deal_texts(event)
+    else:
+        _share_churn_texts(event)  # type: ignore[arg-type]
 
 
 def _convert(event: Event, rate: float) -> None:
