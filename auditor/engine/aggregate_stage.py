@@ -27,6 +27,7 @@ from auditor.rules.pack import RulePack
 DEAL = AggregateFact.DEAL
 NO_ALERTS: list[Alert] = []
 
+
 def _values_of_format_1(rule: AggregateRule, state: AggregateState,
                         fact: AggregateFact) -> Sequence[float]:
     """The contributions of a fact of format 1 (sent without them), from what it has of the
