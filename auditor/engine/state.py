@@ -25,22 +25,35 @@ class Flagged:
     """The commission findings flagged on one deal, by money class: the largest amount any
     finding gives it in each, so totals count the deal once per class."""
 
-    __slots__ = ("money", "plan_id", "team", "time")
+    __slots__ = ("deal_id", "money", "plan_id", "team", "time")
 
-    def __init__(self, plan_id: str, team: str, time: float,
-                 money: dict[str, float] | None = None) -> None:
+    def __init__(self, deal_id: str, plan_id: str, team: str, time: float,
+                 money: tuple[tuple[str, float], ...] = ()) -> None:
+        self.deal_id = deal_id
         self.plan_id = plan_id
         self.team = team
         self.time = time  # the deal's
-        self.money: dict[str, float] = money if money is not None else {}
+        # (class, amount) pairs: a deal is flagged in a class or two, and a tuple of pairs
+        # costs a fraction of a dict's memory.
+        self.money = money
+
+    def amount(self, money_class: str) -> float:
+        for name, amount in self.money:
+            if name == money_class:
+                return amount
+        return 0.0
 
     def flag(self, money_class: str, amount: float) -> float:
         """Record `amount` in `money_class`; what it adds to the class's total (0 if an earlier
         finding gave this deal as much or more)."""
-        before = self.money.get(money_class, 0.0)
+        before = self.amount(money_class)
         if amount <= before:
             return 0.0
-        self.money[money_class] = amount
+        if before:
+            self.money = tuple((name, amount if name == money_class else held)
+                               for name, held in self.money)
+        else:
+            self.money = (*self.money, (money_class, amount))
         return amount - before
 
 
@@ -71,17 +84,16 @@ class AccountState:
         # "rule\x1fdeal_id" of rules that fire once per deal (deal-after-churn); the shared
         # empty NOTHING_FIRED until the first (`mark_fired`).
         self.fired: set[str] | frozenset[str] = NOTHING_FIRED
-        # deal_id -> what findings flagged on it; None until the first.
-        self.flagged: dict[str, Flagged] | None = None
+        # What findings flagged on the account's deals, a deal once (a tuple, as `deals`).
+        self.flagged: tuple[Flagged, ...] = ()
 
     def flag(self, deal_id: str, plan_id: str, team: str, time: float) -> Flagged:
         """The deal's ledger entry, made on first use."""
-        flagged = self.flagged
-        if flagged is None:
-            flagged = self.flagged = {}
-        entry = flagged.get(deal_id)
-        if entry is None:
-            entry = flagged[deal_id] = Flagged(plan_id, team, time)
+        for entry in self.flagged:
+            if entry.deal_id == deal_id:
+                return entry
+        entry = Flagged(deal_id, plan_id, team, time)
+        self.flagged = (*self.flagged, entry)
         return entry
 
     def deal(self, deal_id: str) -> Deal | None:
@@ -132,23 +144,24 @@ class AccountState:
         if flagged:
             oldest = (cutoff if ledger_cutoff is None else min(cutoff, ledger_cutoff)
                       ) - LEDGER_MARGIN
-            for deal_id in [d for d, f in flagged.items() if f.time < oldest]:
-                del flagged[deal_id]
-        return not self.deals and not self.churns and not flagged
+            held = tuple(f for f in flagged if f.time >= oldest)
+            if len(held) != len(flagged):
+                self.flagged = held
+        return not self.deals and not self.churns and not self.flagged
 
     def revisit_at(self) -> float | None:
         """When only ledger entries are left: the time whose expiry drops the oldest of them."""
         if self.deals or self.churns or not self.flagged:
             return None
-        return min(f.time for f in self.flagged.values()) + LEDGER_MARGIN
+        return min(f.time for f in self.flagged) + LEDGER_MARGIN
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "deals": [event_to_dict(d) for d in self.deals],
             "churns": [event_to_dict(c) for c in self.churns],
             "fired": sorted(self.fired),
-            "flagged": {d: [f.plan_id, f.team, f.time, f.money]
-                        for d, f in (self.flagged or {}).items()},
+            "flagged": {f.deal_id: [f.plan_id, f.team, f.time, dict(f.money)]
+                        for f in self.flagged},
         }
 
     @classmethod
@@ -163,9 +176,9 @@ class AccountState:
             assert isinstance(churn, Churn)
             state.add_churn(churn)
         state.fired = set(data["fired"])
-        if data["flagged"]:
-            state.flagged = {d: Flagged(plan_id, team, time, dict(money))
-                             for d, (plan_id, team, time, money) in data["flagged"].items()}
+        state.flagged = tuple(
+            Flagged(d, plan_id, team, time, tuple(dict(money).items()))
+            for d, (plan_id, team, time, money) in dict(data["flagged"]).items())
         return state
 
 

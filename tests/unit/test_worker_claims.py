@@ -204,7 +204,8 @@ def test_claims_of_a_hand_made_stream_reach_the_accounts_partitions(rules):
     home = expected_partition(b"acct-0", PARTITIONS)
     ledger = recovered_states({k: v for k, v in w.tables.accounts.items()
                                if k.startswith(f"~log/{home}/")}, AccountState.from_dict)["acct-0"]
-    assert ledger.flagged["D0"].money["recoverable"] == 100.0
+    [entry] = [f for f in ledger.flagged if f.deal_id == "D0"]
+    assert entry.amount("recoverable") == 100.0
     replayed, _ = _replay(rules, _scenario())
     assert _cents(w.counters.flagged) == _cents(replayed.flagged)
     assert w.counters.events_by_outcome() == {"processed": 6}  # claims are not events
