@@ -32,7 +32,7 @@ class RetentionValue(NamedTuple):
 
 def retention_value(rule: AggregateRule, state: AggregateState, share: float | None,
                     settled: bool) -> RetentionValue:
-    paid = sum(t[1] for t in state.totals.values())
+    paid = sum(t[1] for t in state.totals().values())
     return RetentionValue(rule.group_by, state.group, state.period,
                           "settled" if settled else "live",
                           rule.window.months if rule.window is not None else 0,

@@ -198,9 +198,9 @@ class AggregateState:
     each once; the worker skips facts it applied before by their source offsets
     (auditor/worker/pipeline.py)."""
 
-    __slots__ = ("changes", "churned", "churned_amount", "churned_count", "churned_sums",
-                 "churned_upfront", "count", "end", "fired", "group", "legacy", "period",
-                 "rule", "settled", "sums", "totals")
+    __slots__ = ("by_type", "changes", "churned", "churned_amount", "churned_count",
+                 "churned_sums", "churned_upfront", "count", "end", "fired", "group", "legacy",
+                 "period", "rule", "settled", "sums", "types")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
@@ -208,8 +208,10 @@ class AggregateState:
         self.period = period
         self.end = end
         self.count = 0  # deals counted
-        # deal_type -> [deals, commission, acv]
-        self.totals: dict[str, list[float]] = {}
+        # Per deal type, in the order first seen (`types`): deals, commission, ACV, three
+        # doubles a type in one array (`totals` gives them by type).
+        self.types: tuple[str, ...] = ()
+        self.by_type: Sums = array("d")
         # member key (facts.member) -> Churned: the earliest churn that counts the deal (set
         # below)
         self.churned_count = 0
@@ -259,13 +261,22 @@ class AggregateState:
         """A deal counted in the period, with its contributions to the measure."""
         self.count += 1
         _add(self.sums, values)
-        total = self.totals.get(deal_type)
-        if total is None:
-            self.totals[deal_type] = [1, amount, acv]
+        types = self.types
+        by_type = self.by_type
+        if deal_type in types:
+            at = types.index(deal_type) * 3
+            by_type[at] += 1
+            by_type[at + 1] += amount
+            by_type[at + 2] += acv
         else:
-            total[0] += 1
-            total[1] += amount
-            total[2] += acv
+            self.types = (*types, deal_type)
+            by_type.extend((1.0, amount, acv))
+
+    def totals(self) -> dict[str, tuple[float, float, float]]:
+        """deal_type -> (deals, commission, ACV), in the order the types were first seen."""
+        by_type = self.by_type
+        return {t: (by_type[3 * i], by_type[3 * i + 1], by_type[3 * i + 2])
+                for i, t in enumerate(self.types)}
 
     def add_churned(self, key: str, churned: Churned, values: Sequence[float]) -> bool:
         """One of the period's deals counted as churned; of two churns that count it, the
@@ -308,7 +319,7 @@ class AggregateState:
         data: dict[str, Any] = {
             "rule": self.rule, "group": self.group, "period": self.period, "end": self.end,
             "settled": self.settled, "fired": self.fired, "count": self.count,
-            "totals": self.totals, "churned_count": self.churned_count,
+            "totals": self.totals(), "churned_count": self.churned_count,
             "churned_amount": self.churned_amount, "churned_upfront": self.churned_upfront,
         }
         if entries:
@@ -324,7 +335,9 @@ class AggregateState:
         state = cls(data["rule"], data["group"], data["period"], data["end"])
         if "count" in data:
             state.count = int(data["count"])
-            state.totals = {t: list(v) for t, v in dict(data["totals"]).items()}
+            for deal_type, (deals, commission, acv) in dict(data["totals"]).items():
+                state.types = (*state.types, str(deal_type))
+                state.by_type.extend((float(deals), float(commission), float(acv)))
             churned = {k: Churned(*v) for k, v in dict(data["churned"]).items()}
             if churned:
                 state.churned, state.churned_sums = churned, _sums()

@@ -247,5 +247,5 @@ def test_account_and_aggregate_state_survive_a_round_trip_through_json(rules):
     for key, state in result.engine.aggregates.items():
         copy = AggregateState.from_dict(json.loads(json.dumps(state.to_dict())))
         assert copy.to_dict() == state.to_dict()
-        assert (copy.totals, copy.churned_count, copy.churned_upfront) == (
-            state.totals, state.churned_count, state.churned_upfront), key
+        assert (copy.totals(), copy.churned_count, copy.churned_upfront) == (
+            state.totals(), state.churned_count, state.churned_upfront), key

@@ -97,7 +97,7 @@ class ChurnWindow:
     def evidence(self, state: AggregateState) -> dict[str, object]:
         churned_ids = [deal_of(m) for m in sorted(state.churned)]
         if self.months:
-            paid = sum(t[1] for t in state.totals.values())
+            paid = sum(t[1] for t in state.totals().values())
             return {"deals": state.count, "months": self.months,
                     "commission_paid": money(paid),
                     "commission_retained": money(paid - state.churned_amount),
@@ -243,8 +243,9 @@ class AggregateRule(CompiledRule):
         a rule with an at_risk the money of each churned deal by class."""
         if self.window is None:
             evidence: dict[str, object] = {"deals": state.count}
-            for deal_type in sorted(state.totals):
-                count, commission, acv = state.totals[deal_type]
+            totals = state.totals()
+            for deal_type in sorted(totals):
+                count, commission, acv = totals[deal_type]
                 evidence[deal_type] = {"deals": int(count), "commission": money(commission),
                                        "acv": money(acv)}
             return evidence, 0.0
