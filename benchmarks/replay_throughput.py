@@ -306,7 +306,6 @@ def child_state(path: Path, every: int) -> list[StateSample]:
 
     replay = Replay(load_rule_pack(default_rules_dir()))
     engine, store = replay.engine, replay.engine.accounts
-    accounts = store._accounts  # type: ignore[attr-defined]  # the memory store's dict
     samples = [StateSample(events=0, deals=0, accounts=0, rss_bytes=_rss_bytes())]
     with open(path, "rb") as f:
         first = replay.decoder.decode(f.readline().rstrip(b"\r\n"), "first line")
@@ -322,8 +321,8 @@ def child_state(path: Path, every: int) -> list[StateSample]:
                 break
             samples.append(StateSample(
                 events=replay.lines,
-                deals=sum(len(state.deals) for state in accounts.values()),
-                accounts=len(accounts), rss_bytes=_rss_bytes()))
+                deals=store.deals_held(),
+                accounts=len(store), rss_bytes=_rss_bytes()))
     return samples
 
 

@@ -96,6 +96,17 @@ class AccountState:
         self.flagged = (*self.flagged, entry)
         return entry
 
+    @classmethod
+    def holding(cls, deal: Deal) -> AccountState:
+        """An account whose one deal is `deal`, and nothing else."""
+        state = cls()
+        state.deals = (deal,)
+        return state
+
+    def only_a_deal(self) -> bool:
+        """It holds one deal and nothing else (no churn, no finding fired or flagged)."""
+        return len(self.deals) == 1 and not self.churns and not self.fired and not self.flagged
+
     def deal(self, deal_id: str) -> Deal | None:
         """The account's deal of this id, if held (deal ids are unique per account)."""
         for deal in self.deals:
