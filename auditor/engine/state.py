@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Sequence
+from sys import intern
 from typing import Any, NamedTuple, TypeAlias
 
 from auditor.engine.facts import DealEntry
@@ -33,27 +34,26 @@ class Flagged:
         self.plan_id = plan_id
         self.team = team
         self.time = time  # the deal's
-        # (class, amount) pairs: a deal is flagged in a class or two, and a tuple of pairs
-        # costs a fraction of a dict's memory.
-        self.money = money
+        # class, amount, class, amount...: a deal is flagged in a class or two, and a flat
+        # tuple costs a fraction of a dict's memory.
+        self.money: tuple[str | float, ...] = tuple(x for pair in money for x in pair)
+
+    def amounts(self) -> dict[str, float]:
+        money = self.money
+        return {str(money[i]): float(money[i + 1]) for i in range(0, len(money), 2)}
 
     def amount(self, money_class: str) -> float:
-        for name, amount in self.money:
-            if name == money_class:
-                return amount
-        return 0.0
+        return self.amounts().get(money_class, 0.0)
 
     def flag(self, money_class: str, amount: float) -> float:
         """Record `amount` in `money_class`; what it adds to the class's total (0 if an earlier
         finding gave this deal as much or more)."""
-        before = self.amount(money_class)
+        amounts = self.amounts()
+        before = amounts.get(money_class, 0.0)
         if amount <= before:
             return 0.0
-        if before:
-            self.money = tuple((name, amount if name == money_class else held)
-                               for name, held in self.money)
-        else:
-            self.money = (*self.money, (money_class, amount))
+        amounts[money_class] = amount
+        self.money = tuple(x for pair in amounts.items() for x in pair)
         return amount - before
 
 
@@ -171,7 +171,7 @@ class AccountState:
             "deals": [event_to_dict(d) for d in self.deals],
             "churns": [event_to_dict(c) for c in self.churns],
             "fired": sorted(self.fired),
-            "flagged": {f.deal_id: [f.plan_id, f.team, f.time, dict(f.money)]
+            "flagged": {f.deal_id: [f.plan_id, f.team, f.time, f.amounts()]
                         for f in self.flagged},
         }
 
@@ -209,9 +209,9 @@ class AggregateState:
     each once; the worker skips facts it applied before by their source offsets
     (auditor/worker/pipeline.py)."""
 
-    __slots__ = ("by_type", "changes", "churned", "churned_amount", "churned_count",
-                 "churned_sums", "churned_upfront", "count", "end", "fired", "group", "legacy",
-                 "period", "rule", "settled", "sums", "types")
+    __slots__ = ("changes", "churned", "churned_amount", "churned_count", "churned_sums",
+                 "churned_upfront", "count", "end", "figures", "fired", "group", "legacy",
+                 "period", "rule", "settled", "types")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
@@ -219,19 +219,17 @@ class AggregateState:
         self.period = period
         self.end = end
         self.count = 0  # deals counted
-        # Per deal type, in the order first seen (`types`): deals, commission, ACV, three
-        # doubles a type in one array (`totals` gives them by type).
+        # The measure's sums over the deals (`sums`, measures.py), then per deal type, in the
+        # order first seen (`types`), its deals, commission and ACV (`totals`): doubles in one
+        # array, not float objects in lists (an array's header alone is 80 bytes).
+        self.figures = _sums()
         self.types: tuple[str, ...] = ()
-        self.by_type: Sums = array("d")
-        # member key (facts.member) -> Churned: the earliest churn that counts the deal (set
-        # below)
         self.churned_count = 0
         self.churned_upfront = 0.0
         self.churned_amount = 0.0  # their commission
-        # The measure's sums over the deals, and over those counted as churned (measures.py):
-        # arrays of doubles, not lists of float objects (a third of a period's memory). The
-        # churned ones, and `churned`, are shared empty ones until the first churned deal.
-        self.sums = _sums()
+        # The measure's sums over the deals counted as churned, and the member key
+        # (facts.member) -> Churned of each, the earliest churn that counts it: shared empty
+        # ones until the first churned deal.
         self.churned_sums = NO_CHURNED_SUMS
         self.churned: dict[str, Churned] = NO_CHURNED
         # The deals' entries of a period written by a version that kept them but not the
@@ -271,23 +269,29 @@ class AggregateState:
                  values: Sequence[float]) -> None:
         """A deal counted in the period, with its contributions to the measure."""
         self.count += 1
-        _add(self.sums, values)
+        figures = self.figures
+        _add(figures, values)
         types = self.types
-        by_type = self.by_type
         if deal_type in types:
-            at = types.index(deal_type) * 3
-            by_type[at] += 1
-            by_type[at + 1] += amount
-            by_type[at + 2] += acv
+            at = MEASURE_SLOTS + types.index(deal_type) * 3
+            figures[at] += 1
+            figures[at + 1] += amount
+            figures[at + 2] += acv
         else:
-            self.types = (*types, deal_type)
-            by_type.extend((1.0, amount, acv))
+            self.types = _shared_types(deal_type, types)
+            figures.extend((1.0, amount, acv))
+
+    @property
+    def sums(self) -> Sums:
+        """The measure's sums over the period's deals (a copy)."""
+        return self.figures[:MEASURE_SLOTS]
 
     def totals(self) -> dict[str, tuple[float, float, float]]:
         """deal_type -> (deals, commission, ACV), in the order the types were first seen."""
-        by_type = self.by_type
-        return {t: (by_type[3 * i], by_type[3 * i + 1], by_type[3 * i + 2])
-                for i, t in enumerate(self.types)}
+        figures = self.figures
+        return {t: (figures[at], figures[at + 1], figures[at + 2])
+                for t, at in zip(self.types, range(MEASURE_SLOTS, len(figures), 3),
+                                 strict=True)}
 
     def add_churned(self, key: str, churned: Churned, values: Sequence[float]) -> bool:
         """One of the period's deals counted as churned; of two churns that count it, the
@@ -300,7 +304,8 @@ class AggregateState:
             self.changes.append(key)
         if self.churned is NO_CHURNED:
             self.churned, self.churned_sums = {}, _sums()
-        self.churned[key] = churned
+        # One key string for the deal in every period that counts it churned.
+        self.churned[intern(key) if known is None else key] = churned
         if known is None:
             self.churned_count += 1
             self.churned_amount += churned.amount
@@ -321,7 +326,8 @@ class AggregateState:
                 _add(sums, values)
                 if key in self.churned:
                     _add(churned, values)
-            self.sums, self.churned_sums, self.legacy = sums, churned, None
+            self.figures[:MEASURE_SLOTS] = sums
+            self.churned_sums, self.legacy = churned, None
         return self.sums, self.churned_sums
 
     def to_dict(self, entries: bool = True) -> dict[str, Any]:
@@ -347,8 +353,8 @@ class AggregateState:
         if "count" in data:
             state.count = int(data["count"])
             for deal_type, (deals, commission, acv) in dict(data["totals"]).items():
-                state.types = (*state.types, str(deal_type))
-                state.by_type.extend((float(deals), float(commission), float(acv)))
+                state.types = _shared_types(str(deal_type), state.types)
+                state.figures.extend((float(deals), float(commission), float(acv)))
             churned = {k: Churned(*v) for k, v in dict(data["churned"]).items()}
             if churned:
                 state.churned, state.churned_sums = churned, _sums()
@@ -369,12 +375,26 @@ class AggregateState:
             if "sums" not in data:
                 state.legacy = deals
         if "sums" in data:
-            state.sums = array("d", data["sums"])
+            state.figures[:MEASURE_SLOTS] = array("d", data["sums"])
             if state.churned is not NO_CHURNED:
                 state.churned_sums = array("d", data["churned_sums"])
         state.settled = data["settled"]
         state.fired = data["fired"]
         return state
+
+
+# The deal types of periods, in the order first seen: a few distinct tuples, shared by all.
+_TYPES: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _shared_types(deal_type: str, types: tuple[str, ...]) -> tuple[str, ...]:
+    grown = (*types, deal_type)
+    shared = _TYPES.get(grown)
+    if shared is None:
+        if len(_TYPES) >= 1024:  # bounded, whatever the deal types
+            _TYPES.clear()
+        shared = _TYPES[grown] = grown
+    return shared
 
 
 def _entries(raw: Any) -> dict[str, DealEntry]:
