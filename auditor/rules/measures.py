@@ -97,12 +97,26 @@ class Quantity:
     churned: bool | None
     min_deals: int
 
-    def of(self, deal: Deal) -> tuple[float, float, float]:
-        if self.where is not None and not self.where(deal):
-            return _NOTHING
-        if self.value is None:
-            return _ONE if self.per is None else (1.0, 1.0, self.per(deal))
-        return (1.0, self.value(deal), self.per(deal) if self.per is not None else 0.0)
+    def compiled(self) -> Callable[[Deal], tuple[float, float, float]]:
+        """A deal's (n, sum, per-sum) for this quantity: (0, 0, 0) for a deal its `where`
+        leaves out; a count sums 1. A function made for this quantity's parts: it runs for
+        every deal and aggregate rule, and one general function paid for every branch."""
+        where, value, per = self.where, self.value, self.per
+        if where is None:
+            if value is None:
+                if per is None:
+                    return lambda deal: _ONE
+                return lambda deal: (1.0, 1.0, per(deal))
+            if per is None:
+                return lambda deal: (1.0, value(deal), 0.0)
+            return lambda deal: (1.0, value(deal), per(deal))
+        if value is None:
+            if per is None:
+                return lambda deal: _ONE if where(deal) else _NOTHING
+            return lambda deal: (1.0, 1.0, per(deal)) if where(deal) else _NOTHING
+        if per is None:
+            return lambda deal: (1.0, value(deal), 0.0) if where(deal) else _NOTHING
+        return lambda deal: (1.0, value(deal), per(deal)) if where(deal) else _NOTHING
 
     def sums(self, sums: Sequence[float], churned: Sequence[float], at: int
              ) -> tuple[float, float, float]:
@@ -135,9 +149,8 @@ class Measure:
     denominator: Quantity
     counts_churn: bool
     kpi: bool
-
-    def contributions(self, deal: Deal) -> tuple[float, ...]:
-        return self.numerator.of(deal) + self.denominator.of(deal)
+    # A deal's contributions: its numerator's (n, sum, per-sum), then its denominator's.
+    contributions: Callable[[Deal], tuple[float, ...]]
 
     def value(self, sums: Sequence[float], churned: Sequence[float]) -> float | None:
         top = self.numerator.evaluate(sums, churned, 0)
@@ -160,8 +173,10 @@ def compile_measure(name: str, spec: MeasureSpec, min_deals: dict[str, int],
                         attrgetter(DEAL_FIELDS[q.per]) if q.per is not None else None,
                         q.churned, min_deals.get(q.name or "", 0))
 
-    return Measure(name, spec.describe, quantity(spec.numerator), quantity(spec.denominator),
-                   spec.churn_counted(), spec.kpi)
+    numerator, denominator = quantity(spec.numerator), quantity(spec.denominator)
+    top, bottom = numerator.compiled(), denominator.compiled()
+    return Measure(name, spec.describe, numerator, denominator, spec.churn_counted(), spec.kpi,
+                   lambda deal: top(deal) + bottom(deal))
 
 
 def measure_filters(spec: MeasureSpec) -> dict[tuple[str, ...], Filter]:
