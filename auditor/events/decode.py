@@ -79,7 +79,7 @@ class EventDecoder:
                     source, _text(raw), event.event_type, len(raw),
                 )
             _convert(event, rate)
-        _share_texts(event)
+        _share_values(event)
         return event
 
 
@@ -88,7 +88,6 @@ class EventDecoder:
 # their last holder, so this keeps nothing alive; about 50 bytes of every retained deal.
 # Written out field by field: a loop of getattr and setattr cost twice as much, per event.
 def _share_deal_texts(deal: Deal) -> None:
-    _share_deal_numbers(deal)
     deal.account_id = intern(deal.account_id)
     deal.rep_id = intern(deal.rep_id)
     deal.team = intern(deal.team)
@@ -135,9 +134,11 @@ def _share_churn_texts(churn: Churn) -> None:
     churn.currency = intern(churn.currency)
 
 
-def _share_texts(event: Event) -> None:
+def _share_values(event: Event) -> None:
+    """Repeated texts and numbers of a decoded event swapped for shared ones."""
     if type(event) is Deal:
         _share_deal_texts(event)
+        _share_deal_numbers(event)
     else:
         _share_churn_texts(event)  # type: ignore[arg-type]
 
