@@ -5,20 +5,22 @@ and every record costs faust a send (most of the worker's time went there). A `P
 holds the states of one partition of a table and its watermarks (`marks`), and `flush` logs
 what a batch changed as one record (in parts below the broker's message limit), keyed
 `~log/<partition>/<seq>/<part>`; a state that can say what it gained (an aggregate period)
-as that patch. When the records logged since the last snapshot outgrow it, the next flush logs
-every state instead (a snapshot), then tombstones every older record of the partition: the log
-stays within about three times the state, and compaction on the broker drops the rest.
+as that patch; a state larger than a part in pieces over several parts (`_pieces`). When the
+records logged since the last snapshot outgrow it, the next flush logs every state instead (a
+snapshot), then tombstones every older record of the partition: the log stays within about
+three times the state, and compaction on the broker drops the rest.
 
 Rebuilt from the table as recovered: the newest snapshot whose parts are all there, then the
 deltas after it in order, each only if all its parts are there. Tombstones go only after the
 snapshot is delivered (`cleanup`), so a crash between the two leaves the older snapshot and its
-deltas to rebuild from. Per-key records
-of the previous format (`read_state_value`) are read as a base under the log and tombstoned at its
-first snapshot, which a partition that has them takes at its first flush.
+deltas to rebuild from. Per-key records of the previous format (`read_state_value`) are read
+as a base under the log and tombstoned at its first snapshot, which a partition that has them
+takes at its first flush.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, ItemsView, Iterator, MutableMapping
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, cast
 
@@ -209,7 +211,8 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
         snapshot = bool(self.legacy) or self.bytes_since_snapshot >= max(
             SNAPSHOT_AFTER * self.snapshot_bytes, self.min_snapshot_bytes)
         keys = list(self.states) if snapshot else sorted(self.dirty)
-        members = [self._member(k, snapshot) for k in keys]
+        members = [piece for k in keys
+                   for piece in _pieces(k, self._member(k, snapshot), self.max_bytes)]
         parts = _parts(members, self.max_bytes)
         written, size = [], 0
         for i, part in enumerate(parts):
@@ -272,6 +275,7 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
         base = max((r.seq for _, r in records if r.snapshot and r.seq in whole), default=-1)
         if base < 0:
             self.states.update(legacy)
+        pieces = _Pieces()
         for record_key, r in records:
             if r.seq < base or (r.seq == base) != r.snapshot or r.seq not in whole:
                 # Older than the snapshot, or a record cut short (by a crash between its
@@ -284,12 +288,23 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
             else:
                 self.snapshot_bytes += sizes[record_key]
             for key, state in r.states.items():
+                if state is not None and PIECE in state:  # a piece of a state too large
+                    try:
+                        state = pieces.add(r.seq, key, state)
+                    except (ValueError, TypeError, KeyError, IndexError) as exc:
+                        self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
+                        self.states.pop(key, None)
+                        continue
+                    if state is None:
+                        continue  # its other pieces are in the record's other parts
                 if state is None:
                     self.states.pop(key, None)
                 elif "+" in state:  # a patch of the state logged before it
                     self._patch(key, state["+"])
                 else:
                     self.states[key] = state
+        for key in pieces.unfinished():
+            self.on_unreadable(f"{self.changelog.table} state {key!r}", "pieces missing")
 
     def _patch(self, key: str, patch: Any) -> None:
         base = self.states.get(key)
@@ -301,6 +316,49 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
             # Policy: reported, and the key starts afresh rather than stopping the worker.
             self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
             self.states.pop(key, None)
+
+
+# A state whose JSON is larger than a part is logged as pieces (`_pieces`), each
+# `{PIECE: [index, count], "b64": <base64 of a slice of the JSON>}`, in the parts of one
+# record; rebuilt from all of them (`_Pieces`).
+PIECE = "~piece"
+
+
+def _pieces(key: str, member: bytes, max_bytes: int) -> list[bytes]:
+    """`member` (`"key":value`), or its value in pieces that each fit a part."""
+    if len(member) <= max_bytes:
+        return [member]
+    name = orjson.dumps(key)
+    value = member[len(name) + 1:]
+    size = max(1, (max_bytes - len(name) - 64) * 3 // 4)  # base64 grows 4/3
+    count = -(-len(value) // size)
+    return [b'%b:{"%b":[%d,%d],"b64":"%b"}' % (name, PIECE.encode(), i, count,
+                                               base64.b64encode(value[i * size:(i + 1) * size]))
+            for i in range(count)]
+
+
+class _Pieces:
+    """The pieces of states too large for a part, as a rebuild meets them."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[int, str], list[bytes | None]] = {}
+
+    def add(self, seq: int, key: str, piece: dict[str, Any]) -> dict[str, Any] | None:
+        """The state, once this was its last piece; None until then. ValueError, TypeError or
+        KeyError for a piece that is not one."""
+        index, count = piece[PIECE]
+        held = self.held.setdefault((seq, key), [None] * count)
+        held[index] = base64.b64decode(piece["b64"])
+        if any(p is None for p in held):
+            return None
+        del self.held[seq, key]
+        state = orjson.loads(b"".join(p for p in held if p is not None))
+        if state is not None and type(state) is not dict:
+            raise TypeError("a state is neither an object nor null")
+        return state
+
+    def unfinished(self) -> list[str]:
+        return sorted({key for _, key in self.held})
 
 
 def _legacy_partition(value: Any) -> int | None:

@@ -204,3 +204,40 @@ def test_a_record_cut_short_applies_not_at_all(monkeypatch):
     whole = make(recover(complete + cut))
     assert contents(whole) == {f"k{k}": 100 + k for k in range(6)}
     assert whole.marks == {"applied": 20.0}
+
+
+def test_a_state_larger_than_a_part_is_logged_in_pieces(monkeypatch):
+    """One state (a period with thousands of churned deals, an account with thousands of
+    deals) larger than a part: logged as pieces over several parts of the record, each under
+    the limit, and rebuilt whole; with a part missing, the record applies not at all."""
+    monkeypatch.setattr(state_log, "MIN_BYTES_BETWEEN_SNAPSHOTS", 10**9)  # deltas only
+
+    class Big(Box):
+        def to_dict(self) -> dict[str, Any]:
+            return {"n": self.n, "pad": "x\"y" * 400}  # quotes: escaped in the JSON
+
+    log = PartitionLog({}, Changelog("t"), 0, Box.from_dict, pytest.fail, 300)
+    log["small"] = Box(1)
+    log.flush()
+    first = log.changelog.drain()
+    log["big"] = Big(7)
+    log["small"] = Box(2)
+    log.flush()
+    records = log.changelog.drain()
+    assert len(records) > 3 and all(len(r.value) <= 300 + 200 for r in records)
+    rebuilt = make(recover(first + records))
+    assert rebuilt.states["big"]["pad"] == "x\"y" * 400  # as logged, before it is read
+    assert contents(rebuilt) == {"big": 7, "small": 2}
+    for missing in range(len(records)):
+        problems: list = []
+        partial = make(recover(first + records[:missing] + records[missing + 1:]), problems)
+        assert contents(partial) == {"small": 1} and problems == []
+
+
+def test_a_damaged_piece_is_reported_and_its_key_starts_afresh(monkeypatch):
+    monkeypatch.setattr(state_log, "MIN_BYTES_BETWEEN_SNAPSHOTS", 10**9)
+    table = {"~log/0/0/0": {"v": 3, "seq": 0, "snapshot": False, "part": 0, "parts": 1,
+                            "marks": {}, "states": {"k": {"~piece": [0, 1], "b64": "!!"}}}}
+    problems: list = []
+    rebuilt = make(table, problems)
+    assert problems == ["t state 'k'"] and contents(rebuilt) == {}
