@@ -209,9 +209,9 @@ class AggregateState:
     each once; the worker skips facts it applied before by their source offsets
     (auditor/worker/pipeline.py)."""
 
-    __slots__ = ("changes", "churned", "churned_amount", "churned_count", "churned_sums",
-                 "churned_upfront", "count", "end", "figures", "fired", "group", "legacy",
-                 "period", "rule", "settled", "types")
+    __slots__ = ("changes", "churned", "churned_amount", "churned_sums", "churned_upfront",
+                 "count", "end", "figures", "fired", "group", "legacy", "period", "rule",
+                 "settled", "types")
 
     def __init__(self, rule: str, group: str, period: str, end: float) -> None:
         self.rule = rule
@@ -224,7 +224,6 @@ class AggregateState:
         # array, not float objects in lists (an array's header alone is 80 bytes).
         self.figures = _sums()
         self.types: tuple[str, ...] = ()
-        self.churned_count = 0
         self.churned_upfront = 0.0
         self.churned_amount = 0.0  # their commission
         # The measure's sums over the deals counted as churned, and the member key
@@ -283,6 +282,11 @@ class AggregateState:
             figures[at + 2] += acv
 
     @property
+    def churned_count(self) -> int:
+        """The period's deals counted as churned."""
+        return len(self.churned)
+
+    @property
     def sums(self) -> Sums:
         """The measure's sums over the period's deals (a copy)."""
         return self.figures[:MEASURE_SLOTS]
@@ -308,7 +312,6 @@ class AggregateState:
         # One key string for the deal in every period that counts it churned.
         self.churned[intern(key) if known is None else key] = churned
         if known is None:
-            self.churned_count += 1
             self.churned_amount += churned.amount
             self.churned_upfront += churned.paid_upfront
             _add(self.churned_sums, values)
@@ -359,7 +362,6 @@ class AggregateState:
             churned = {k: Churned(*v) for k, v in dict(data["churned"]).items()}
             if churned:
                 state.churned, state.churned_sums = churned, _sums()
-            state.churned_count = int(data["churned_count"])
             state.churned_amount = float(data["churned_amount"])
             state.churned_upfront = float(data["churned_upfront"])
             if "deals" in data:  # of format 1, its sums not recomputed yet

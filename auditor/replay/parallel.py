@@ -131,7 +131,7 @@ def can_fork() -> bool:
 def default_jobs(paths: Iterable[str]) -> int:
     """The usable cores; 1 for stdin (a live pipe wants each output as its line comes) and for
     inputs under MIN_PARALLEL_BYTES (start-up costs about what the other processes save). On
-    two free cores two processes run the benchmark stream 1.24x faster than one (README,
+    two free cores two processes run the benchmark stream 1.47x faster than one (README,
     Performance); on cores busy with other work they are slower: `--jobs 1` then."""
     paths = list(paths)
     if "-" in paths or not can_fork():

@@ -80,8 +80,8 @@ def _encoded(key: str, state: AccountState | AggregateState | dict[str, Any] | N
 
 
 def _parts(members: list[bytes], max_bytes: int) -> list[list[bytes]]:
-    """Members grouped in order, each group's bytes under `max_bytes` (a member larger than
-    that goes alone: the broker may refuse it, which the delivery policy handles)."""
+    """Members grouped in order, each group's bytes under `max_bytes` (no member is larger:
+    `_pieces`)."""
     parts: list[list[bytes]] = [[]]
     size = 0
     for member in members:
@@ -109,8 +109,9 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
     """The states of one partition of a table, as a plain mapping, and its watermarks.
 
     With `merge`, a state changed in place is logged as the patch its `take_changes` gives
-    (`{"+": patch}`), not whole: an aggregate period holds thousands of deals and gains a few
-    per batch. A state new to the log, or replaced by another object, is logged whole."""
+    (`{"+": patch}`), not whole: an aggregate period can hold thousands of churned deals and
+    gains a few per batch. A state new to the log, or replaced by another object, is logged
+    whole."""
 
     def __init__(self, table: Any, changelog: Changelog, partition: int,
                  from_dict: Callable[[dict[str, Any]], S], on_unreadable: OnUnreadable,
@@ -151,9 +152,7 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
                 if self.merge is not None:
                     cast(_Tracked, state).track_changes()
             except (ValueError, TypeError, KeyError) as exc:
-                # Policy: reported, and the key starts afresh rather than stopping the worker.
-                self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
-                del self.states[key]
+                self._afresh(key, str(exc))
                 self.dirty.add(key)
                 return default
         return state
@@ -292,8 +291,7 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
                     try:
                         state = pieces.add(r.seq, key, state)
                     except (ValueError, TypeError, KeyError, IndexError) as exc:
-                        self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
-                        self.states.pop(key, None)
+                        self._afresh(key, str(exc))
                         continue
                     if state is None:
                         continue  # its other pieces are in the record's other parts
@@ -304,7 +302,7 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
                 else:
                     self.states[key] = state
         for key in pieces.unfinished():
-            self.on_unreadable(f"{self.changelog.table} state {key!r}", "pieces missing")
+            self._afresh(key, "pieces missing")
 
     def _patch(self, key: str, patch: Any) -> None:
         base = self.states.get(key)
@@ -313,9 +311,13 @@ class PartitionLog(MutableMapping[str, S], Generic[S]):
                 raise ValueError("a patch without a logged state to apply it to")
             self.states[key] = self.merge(base, patch)
         except (ValueError, TypeError, KeyError) as exc:
-            # Policy: reported, and the key starts afresh rather than stopping the worker.
-            self.on_unreadable(f"{self.changelog.table} state {key!r}", str(exc))
-            self.states.pop(key, None)
+            self._afresh(key, str(exc))
+
+    def _afresh(self, key: str, problem: str) -> None:
+        # Policy: a state that cannot be read is reported, and its key starts afresh rather
+        # than stopping the worker.
+        self.on_unreadable(f"{self.changelog.table} state {key!r}", problem)
+        self.states.pop(key, None)
 
 
 # A state whose JSON is larger than a part is logged as pieces (`_pieces`), each
