@@ -12,6 +12,9 @@ fork), so no stage inherits another's heap and each peak RSS is that stage's own
   pydantic only   -- the event contract's validation from raw bytes (EVENT_ADAPTER.validate_json)
                      on every line, no engine
   decode          -- EventDecoder.decode: validation, currency conversion, dead letters
+  replay, no rules -- Replay with the default rules and plan check taken out: decoding, the
+                     account state, the run's counters and the runner, no rule -- what every
+                     rule set pays before its first rule, so the most any can reach
   replay          -- auditor.replay.runner.Replay built as `auditor replay FILE -q` builds it,
                      through the default rules, no output files
   replay + alerts -- the same, writing every alert and dead letter as JSON Lines to files, as
@@ -198,6 +201,26 @@ def stage_replay(path: Path) -> Run:
     return run
 
 
+def stage_replay_no_rules(path: Path) -> Run:
+    """`stage_replay` with no rules: the engine's shell, the floor under every rule set."""
+    from dataclasses import replace
+
+    from auditor.replay.progress import Progress
+    from auditor.replay.runner import Replay
+    from auditor.replay.summary import FindingsDigest
+    from auditor.rules.loader import default_rules_dir, load_rule_pack
+
+    digest = FindingsDigest()
+    no_rules = replace(load_rule_pack(default_rules_dir()), rules=(), plans=None)
+    replay = Replay(no_rules, on_alert=digest.add, progress=Progress(quiet=True))
+
+    def run() -> tuple[int, int]:
+        counters = replay.run_files([str(path)])
+        return sum(counters.events.values()), sum(digest.by_rule.values())
+
+    return run
+
+
 def stage_replay_outputs(path: Path) -> Run:
     """`auditor replay FILE -q --alerts-out A --deadletter-out D`: replay, writing its outputs
     (to a temporary directory, removed after; closing the files is timed, removing them not)."""
@@ -241,6 +264,7 @@ STAGES: dict[str, Callable[[Path], Run]] = {
     "json.loads": stage_json,
     "pydantic only": stage_pydantic,
     "decode": stage_decode,
+    "replay, no rules": stage_replay_no_rules,
     "replay": stage_replay,
     "replay + alerts": stage_replay_outputs,
 }
@@ -249,6 +273,7 @@ FLOORS = {
     "json.loads": "read lines",
     "pydantic only": "json.loads",
     "decode": "pydantic only",
+    "replay, no rules": "decode",
     "replay": "pydantic only",
     "replay + alerts": "replay",
 }
@@ -485,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}")
     print("each stage in a fresh process; times exclude imports and rule loading; "
           "rate / floor = events/s over the floor's", flush=True)
-    header = (f"{'stage':<15} {'events/s':>10} {'seconds':>8} {'us/event':>9} "
+    header = (f"{'stage':<16} {'events/s':>10} {'seconds':>8} {'us/event':>9} "
               f"{'start RSS MiB':>14} {'peak RSS MiB':>13}  {'floor':<14} {'rate / floor':>12}")
     print(header)
     print("-" * len(header))
@@ -498,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         result = results[name] = run_stage(name, path)
         floor = FLOORS.get(name)
         ratio = f"{rate(name) / rate(floor):.3f}" if floor else "-"
-        print(f"{name:<15} {rate(name):>10,.0f} {result['seconds']:>8.2f} "
+        print(f"{name:<16} {rate(name):>10,.0f} {result['seconds']:>8.2f} "
               f"{1e6 / rate(name):>9.2f} {result['start_rss_kib'] / 1024:>14,.0f} "
               f"{result['peak_rss_kib'] / 1024:>13,.0f}  {floor or '-':<14} {ratio:>12}",
               flush=True)
@@ -506,8 +531,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"replay: {replay['events']:,} events in, {replay['alerts']:,} alerts out")
     print(f"replay / pydantic only = {rate('replay') / rate('pydantic only'):.3f}; "
           f"replay / json.loads = {rate('replay') / rate('json.loads'):.3f}")
-    beyond = 1e6 / rate("replay") - 1e6 / rate("decode")
-    print(f"replay beyond decode (engine, metrics, runner): {beyond:.1f} us/event")
+    print(f"replay, no rules / json.loads = "
+          f"{rate('replay, no rules') / rate('json.loads'):.3f}: the most a rule set can reach")
+    shell = 1e6 / rate("replay, no rules") - 1e6 / rate("decode")
+    rules = 1e6 / rate("replay") - 1e6 / rate("replay, no rules")
+    print(f"replay beyond decode: {shell:.1f} us/event without rules (state, counters, runner), "
+          f"{rules:.1f} more for the default rules")
     outputs = 1e6 / rate("replay + alerts") - 1e6 / rate("replay")
     print(f"writing alerts and dead letters: {outputs:.1f} us/event")
 

@@ -54,6 +54,7 @@ class AggregateStage:
     def __init__(self, rules: RulePack, store: AggregateStore, sink: MetricsSink,
                  lateness_days: float, evaluate_on_settle: bool = True) -> None:
         self.store = store
+        self._get, self._put = store.get, store.put  # bound once: called per fact
         self.sink = sink
         self.lateness = lateness_days * DAY
         self.evaluate_on_settle = evaluate_on_settle
@@ -72,14 +73,13 @@ class AggregateStage:
         self._cutoff = watermark - self.horizon - self.lateness if watermark else float("-inf")
 
     def apply(self, fact: AggregateFact) -> list[Alert]:
+        # Once per deal and rule: the hottest path of the engine, so its reads are few.
         rule = self.rules.get(fact.rule)
-        if rule is None:  # a rule removed by a reload while its facts were in flight
-            return []
-        if fact.period_end < self._cutoff:
-            return []
+        if rule is None or fact.period_end < self._cutoff:
+            # A rule removed by a reload while its facts were in flight, or a period gone.
+            return NO_ALERTS
         key = fact.key
-        store = self.store
-        state = store.get(key)
+        state = self._get(key)
         if state is None:
             state = AggregateState(fact.rule, fact.group, fact.period, fact.period_end)
             # A new period may need a look before every one already known.
@@ -93,7 +93,7 @@ class AggregateStage:
                 fact.days, fact.money_class, fact.plan_id, fact.team, fact.deal_time,
                 fact.amount, fact.paid_upfront), values):
             return NO_ALERTS  # counted with a churn as early already
-        store.put(key, state)
+        self._put(key, state)
         if not state.settled:
             return NO_ALERTS
         alerts: list[Alert] = []

@@ -58,7 +58,9 @@ class AuditEngine:
         if joined.facts:
             apply = self.aggregate.apply
             for fact in joined.facts:
-                found.extend(apply(fact))
+                settled = apply(fact)
+                if settled:  # rarely: a late fact for a period evaluated already
+                    found.extend(settled)
         watermark = self.accounts.watermark
         if watermark > self._watermark:  # the aggregate stage looks only when it moved
             self._watermark = watermark

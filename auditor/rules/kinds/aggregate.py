@@ -154,9 +154,11 @@ class AggregateRule(CompiledRule):
             return
         period, end = self.period_of(deal.time)
         values = self.measure.contributions(deal)
+        # Positional: once per deal and rule, and keywords cost more.
         found.facts.append(AggregateFact(
             DEAL, self.meta.id, group, period, end, deal.account_id, deal.deal_id,
-            deal.deal_type, deal.amount, deal.acv, deal.paid_upfront, values=values))
+            deal.deal_type, deal.amount, deal.acv, deal.paid_upfront, 0.0, None, "", "", 0.0,
+            values))
         if self.window is None or not state.churns:
             return
         days = [(c.time - deal.time) / DAY for c in state.churns if self._counts(deal, c)]
