@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from auditor.engine import retention
 from auditor.engine.alerts import Alert
-from auditor.engine.facts import AggregateFact
+from auditor.engine.facts import DEAL, AggregateFact
 from auditor.engine.periods import DAY
 from auditor.engine.sink import MetricsSink
 from auditor.engine.state import ZERO_VALUES, AggregateState, Churned
@@ -24,7 +24,6 @@ from auditor.rules.exceptions import excepted_by
 from auditor.rules.kinds.aggregate import AggregateRule
 from auditor.rules.pack import RulePack
 
-DEAL = AggregateFact.DEAL
 NO_ALERTS: list[Alert] = []
 
 

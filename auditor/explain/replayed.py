@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from auditor.engine.aggregate_stage import AggregateStage
 from auditor.engine.alerts import Alert
 from auditor.engine.engine import DEFAULT_LATENESS_DAYS
-from auditor.engine.facts import AggregateFact, member
+from auditor.engine.facts import DEAL, AggregateFact, member
 from auditor.engine.periods import DAY
 from auditor.engine.state import AggregateState
 from auditor.events.models import Deal
@@ -83,7 +83,7 @@ class _Watched(AggregateStage):
         state = self.store.get(self.key)
         before = state.count if state is not None else 0
         alerts = super().apply(fact)
-        if fact.key == self.key and fact.kind == AggregateFact.DEAL and (
+        if fact.key == self.key and fact.kind == DEAL and (
                 fact.member == self.deal_key):
             state = self.store.get(self.key)
             self.counted = state is not None and state.count > before

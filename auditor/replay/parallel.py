@@ -79,7 +79,7 @@ from typing import Any, BinaryIO
 from auditor.engine.aggregate_stage import AggregateStage, LiveValue
 from auditor.engine.alerts import Alert
 from auditor.engine.engine import DEFAULT_LATENESS_DAYS, AuditEngine, claims_of
-from auditor.engine.facts import AggregateFact
+from auditor.engine.facts import AggregateFact, fact_of
 from auditor.engine.join_stage import Claim, JoinStage
 from auditor.engine.periods import DAY
 from auditor.engine.retention import RetentionValue
@@ -1063,7 +1063,7 @@ class _Shard:
             while look is not None and look[0] < position:
                 self._look(*look)
                 look = next(looking, None)
-            fact = args if type(args) is AggregateFact else AggregateFact(*args)
+            fact = args if type(args) is AggregateFact else fact_of(args)
             held = len(states)
             try:
                 apply(fact)

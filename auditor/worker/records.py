@@ -75,7 +75,7 @@ def encode_facts(source: int, watermark: float, events: list[EventFacts],
     applied before by its offset: Pipeline.on_facts)."""
     topics = sorted({topic for topic, _, _ in events})
     index = {topic: i for i, topic in enumerate(topics)}
-    groups = [[(*f.to_row(), index[topic], offset) for f in facts]
+    groups = [[(*fact, index[topic], offset) for fact in facts]  # a fact is its row
               for topic, offset, facts in events]
     return _messages({"v": FORMAT, "source": source, "watermark": watermark,
                       "topics": topics}, "rows", groups, max_bytes)

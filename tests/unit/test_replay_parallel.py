@@ -21,7 +21,7 @@ from prometheus_client import generate_latest
 
 from auditor.engine.aggregate_stage import AggregateStage
 from auditor.engine.engine import AuditEngine
-from auditor.engine.facts import AggregateFact
+from auditor.engine.facts import CHURNED, DEAL, AggregateFact
 from auditor.engine.join_stage import JoinStage
 from auditor.events.deadletter import DeadLetter
 from auditor.events.decode import EventDecoder
@@ -407,7 +407,7 @@ def test_a_fact_is_made_again_from_its_arguments(default_pack: RulePack) -> None
         event = decoder.decode(line.encode(), "test")
         assert not isinstance(event, DeadLetter)
         facts += engine.join.audit(event).facts
-    assert {fact.kind for fact in facts} == {AggregateFact.DEAL, AggregateFact.CHURNED}
+    assert {fact.kind for fact in facts} == {DEAL, CHURNED}
     for fact in facts:
         again = AggregateFact(*fact.to_row())
         assert again.to_dict() == fact.to_dict()

@@ -16,7 +16,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from auditor.engine.alerts import Alert, alert_id, money
-from auditor.engine.facts import AggregateFact, DealEntry, deal_of
+from auditor.engine.facts import CHURNED, DEAL, AggregateFact, DealEntry, deal_of, fact_of
 from auditor.engine.findings import class_rank, time_text
 from auditor.engine.periods import DAY, PERIODS, add_months
 from auditor.engine.state import AccountState, AggregateState
@@ -28,7 +28,6 @@ from auditor.rules.kind import CompileContext, RuleKind, SpecError
 from auditor.rules.measures import Measure, MeasureSpec, compile_measure
 from auditor.rules.spec import THRESHOLD_OPS, Days, Filter, RuleSpecBase, Severity, Threshold
 
-DEAL, CHURNED = AggregateFact.DEAL, AggregateFact.CHURNED
 # Deal fields a rule can group by: the text ones of the event contract.
 GROUPABLE = tuple(sorted(name for name, attr in DEAL_FIELDS.items()
                          if attr in DEAL_DOMAINS and not DEAL_DOMAINS[attr].numeric))
@@ -154,11 +153,10 @@ class AggregateRule(CompiledRule):
             return
         period, end = self.period_of(deal.time)
         values = self.measure.contributions(deal)
-        # Positional: once per deal and rule, and keywords cost more.
-        found.facts.append(AggregateFact(
+        found.facts.append(fact_of((  # once per deal and rule: a tuple, made in C
             DEAL, self.meta.id, group, period, end, deal.account_id, deal.deal_id,
             deal.deal_type, deal.amount, deal.acv, deal.paid_upfront, 0.0, None, "", "", 0.0,
-            values))
+            values)))
         if self.window is None or not state.churns:
             return
         days = [(c.time - deal.time) / DAY for c in state.churns if self._counts(deal, c)]
@@ -188,10 +186,9 @@ class AggregateRule(CompiledRule):
                  values: tuple[float, ...]) -> AggregateFact:
         money_class = (self.money.of(deal.clawback_days, days) if self.money is not None
                        else None)
-        return AggregateFact(CHURNED, self.meta.id, group, period, end, deal.account_id,
-                             deal.deal_id, deal.deal_type, deal.amount, deal.acv,
-                             deal.paid_upfront, days, money_class, deal.plan_id, deal.team,
-                             deal.time, values)
+        return fact_of((CHURNED, self.meta.id, group, period, end, deal.account_id,
+                        deal.deal_id, deal.deal_type, deal.amount, deal.acv, deal.paid_upfront,
+                        days, money_class, deal.plan_id, deal.team, deal.time, values))
 
     def window_days(self) -> float:
         days = self.window.days if self.window is not None else 0.0
