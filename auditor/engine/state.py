@@ -269,13 +269,7 @@ class AggregateState:
         """A deal counted in the period, with its contributions to the measure."""
         self.count += 1
         figures = self.figures
-        # _add, written out: once per deal and rule.
-        figures[0] += values[0]
-        figures[1] += values[1]
-        figures[2] += values[2]
-        figures[3] += values[3]
-        figures[4] += values[4]
-        figures[5] += values[5]
+        _add(figures, values)
         types = self.types
         try:
             at = MEASURE_SLOTS + types.index(deal_type) * 3
