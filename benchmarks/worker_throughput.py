@@ -10,6 +10,10 @@ events with `auditor produce`, then in the same run, on the same topics, measure
                       fetch, session and producer settings, the same fixes) in its own consumer
                       group, with one agent that takes the input topics in batches as the
                       worker's does, json.loads every value and counts: faust's floor
+  faust agent + engine -- the same agent, auditing every event with the engine in memory as
+                      replay does (the worker's decoding, rules and state, one engine for all
+                      partitions, no outputs): the floor of a worker whose state, facts and
+                      alerts cost nothing to send
   auditor worker   -- one worker, from its first processed events to the last (read from its
                       /metrics), everything included: validation, engine, tables and their
                       changelogs, the repartition topic, alerts, commits
@@ -17,7 +21,7 @@ Each runs in a process of its own. Each rate runs from the end of the first batc
 first scrape that saw events) to the last event; CPU is the process's own (every thread) over
 the same span, peak RSS the process's. After the worker has read every event and its outputs
 have stopped growing, the messages it produced are counted on the broker per topic (every topic
-but the inputs and the bare faust agent's), from the end offsets of their partitions, and
+but the inputs and the bare faust agents'), from the end offsets of their partitions, and
 divided by the input events.
 """
 
@@ -32,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypedDict
@@ -43,7 +48,9 @@ from tests.support import tansu  # noqa: E402
 
 AUDITOR = str(Path(sys.executable).with_name("auditor"))
 TOPICS = ("deals.closed", "accounts.churned")
-FAUST_GROUP = "bench-faust-count"  # the bare faust agent's app id: its consumer group, prefix
+# The bare faust agents' app ids (their consumer groups, and their own topics' prefix), by what
+# the agent does with each event.
+FAUST_GROUPS = {"count": "bench-faust-count", "engine": "bench-faust-engine"}
 SETTLE_SECONDS = 3.0  # the worker's outputs unchanged this long: it is done
 
 
@@ -91,29 +98,34 @@ def run_bare_consumer(bootstrap: str, total: int) -> Measured:
 # ---------------------------------------------------------------------------- bare faust agent
 
 
-def faust_count(bootstrap: str, total: int, result: Path, data_dir: Path) -> None:
-    """Runs in a child process until terminated: the counting agent, which writes its figures
-    to `result` once it has seen `total` events."""
+def faust_agent(mode: str, bootstrap: str, total: int, result: Path, data_dir: Path) -> None:
+    """Runs in a child process until terminated: a bare agent (FAUST_GROUPS' `mode`), which
+    writes its figures to `result` once it has seen `total` events."""
+    import gc
+
     from faust.worker import Worker
 
     from auditor.worker import compat
     from auditor.worker.app import BATCH_EVENTS, BATCH_SECONDS, AuditorWorker
     from auditor.worker.settings import WorkerSettings
 
-    settings = WorkerSettings(brokers=(bootstrap,), group_id=FAUST_GROUP, web_host="127.0.0.1",
-                              web_port=tansu.free_port(), data_dir=data_dir,
-                              session_timeout=4)
+    settings = WorkerSettings(brokers=(bootstrap,), group_id=FAUST_GROUPS[mode],
+                              web_host="127.0.0.1", web_port=tansu.free_port(),
+                              data_dir=data_dir, session_timeout=4)
     # The worker's own code builds the app, so both run with the same faust settings.
     app = AuditorWorker._make_app(SimpleNamespace(settings=settings))  # type: ignore[arg-type]
     compat.apply(list(settings.brokers), settings.security.aiokafka())
     inputs = app.topic(*settings.topics.inputs, partitions=settings.partitions)
     state = {"seen": 0, "first": 0, "started": 0.0, "cpu": 0.0}
+    handle = _engine_handler() if mode == "engine" else _count_handler
+    if mode == "engine":
+        gc.set_threshold(10_000, 10, 100)  # as `auditor worker` does
 
-    @app.agent(inputs, concurrency=1, name="count")
-    async def count(stream: Any) -> None:
+    @app.agent(inputs, concurrency=1, name=mode)
+    async def agent(stream: Any) -> None:
         async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
             for event in events:
-                json.loads(event.message.value)
+                handle(event.message)
             state["seen"] += len(events)
             if not state["first"]:  # timed from the end of the first batch
                 state.update(first=state["seen"], started=time.perf_counter(),
@@ -130,17 +142,40 @@ def faust_count(bootstrap: str, total: int, result: Path, data_dir: Path) -> Non
     Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
-def run_faust_count(bootstrap: str, total: int, tmp: Path) -> Measured:
-    result = tmp / "faust-count.json"
-    with open(tmp / "faust-count.log", "wb") as log:
+def _count_handler(message: Any) -> None:
+    json.loads(message.value)
+
+
+def _engine_handler() -> Callable[[Any], None]:
+    """Each message audited as the worker's input agent audits it, by one in-memory engine."""
+    from auditor.engine.engine import AuditEngine
+    from auditor.events.decode import EventDecoder
+    from auditor.intake import Intake
+    from auditor.metrics.counters import RunCounters
+    from auditor.rules.loader import default_rules_dir, load_rule_pack
+
+    rules = load_rule_pack(default_rules_dir())
+    engine = AuditEngine(rules)
+    take, process = Intake(EventDecoder(rules.currency), RunCounters()).take, engine.process
+
+    def handle(message: Any) -> None:
+        take(message.value, f"{message.topic}/{message.partition}/{message.offset}", process)
+
+    return handle
+
+
+def run_faust_agent(mode: str, bootstrap: str, total: int, tmp: Path) -> Measured:
+    result = tmp / f"faust-{mode}.json"
+    with open(tmp / f"faust-{mode}.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--faust-count", bootstrap,
-             str(total), str(result), str(tmp / "faust-count")],
+            [sys.executable, str(Path(__file__).resolve()), "--faust-agent", mode, bootstrap,
+             str(total), str(result), str(tmp / f"faust-{mode}")],
             stdout=log, stderr=subprocess.STDOUT)
     try:
         while not result.exists():
             if proc.poll() is not None:
-                raise RuntimeError(f"bare faust agent exited; see {tmp / 'faust-count.log'}")
+                raise RuntimeError(f"faust agent ({mode}) exited; see "
+                                   f"{tmp / f'faust-{mode}.log'}")
             time.sleep(0.5)
         measured: Measured = json.loads(result.read_text())
         return measured
@@ -213,7 +248,8 @@ def run_worker(bootstrap: str, total: int, tmp: Path) -> Measured:
 
 def worker_output(topic: str) -> bool:
     """A topic the worker wrote: not an input, not the bare faust agent's, not the broker's."""
-    return (topic not in TOPICS and not topic.startswith(FAUST_GROUP + "-")
+    return (topic not in TOPICS
+            and not any(topic.startswith(group + "-") for group in FAUST_GROUPS.values())
             and not topic.startswith("__"))
 
 
@@ -261,16 +297,16 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--bare-consumer", nargs=2, help=argparse.SUPPRESS,
                         metavar=("BOOTSTRAP", "TOTAL"))
-    parser.add_argument("--faust-count", nargs=4, help=argparse.SUPPRESS,
-                        metavar=("BOOTSTRAP", "TOTAL", "RESULT", "DATA_DIR"))
+    parser.add_argument("--faust-agent", nargs=5, help=argparse.SUPPRESS,
+                        metavar=("MODE", "BOOTSTRAP", "TOTAL", "RESULT", "DATA_DIR"))
     args = parser.parse_args()
     if args.bare_consumer:  # child: the bare aiokafka consumer, its figures on stdout
         bootstrap, total = args.bare_consumer
         print(json.dumps(asyncio.run(bare_consumer(bootstrap, int(total)))))
         return 0
-    if args.faust_count:  # child: the bare faust agent
-        bootstrap, total, result, data_dir = args.faust_count
-        faust_count(bootstrap, int(total), Path(result), Path(data_dir))
+    if args.faust_agent:  # child: a bare faust agent
+        mode, bootstrap, total, result, data_dir = args.faust_agent
+        faust_agent(mode, bootstrap, int(total), Path(result), Path(data_dir))
         return 0
     accounts = int(args.events / 1.71) + 1
     with tempfile.TemporaryDirectory() as name, tansu.broker(Path(name)) as bootstrap:
@@ -291,8 +327,10 @@ def main() -> int:
         print(f"produced {total:,} events in {time.perf_counter() - started:.1f} s", flush=True)
         bare = run_bare_consumer(bootstrap, total)
         print(f"bare aiokafka consumer  {bare['rate']:>10,.0f} events/s", flush=True)
-        agent = run_faust_count(bootstrap, total, tmp)
+        agent = run_faust_agent("count", bootstrap, total, tmp)
         print(f"bare faust agent        {agent['rate']:>10,.0f} events/s", flush=True)
+        engine = run_faust_agent("engine", bootstrap, total, tmp)
+        print(f"faust agent + engine    {engine['rate']:>10,.0f} events/s", flush=True)
         worker = run_worker(bootstrap, total, tmp)
         print(f"auditor worker          {worker['rate']:>10,.0f} events/s", flush=True)
         produced = asyncio.run(produced_messages(bootstrap))
@@ -300,7 +338,7 @@ def main() -> int:
         where = "external" if os.environ.get(tansu.EXTERNAL_ENV) else "Tansu in memory"
         print(f"\n{total:,} events on {', '.join(TOPICS)}; {os.cpu_count()} cores, "
               f"broker: {where}")
-        header = (f"{'consumer':<18} {'events/s':>10} {'CPU us/event':>13} "
+        header = (f"{'consumer':<20} {'events/s':>10} {'CPU us/event':>13} "
                   f"{'/ bare aiokafka':>16} {'/ bare faust':>13} {'messages/event':>15} "
                   f"{'peak RSS MiB':>13}")
         print(header)
@@ -308,8 +346,9 @@ def main() -> int:
         out_total = sum(produced.values())
         for label, m, messages in (("bare aiokafka", bare, "-"),
                                    ("bare faust agent", agent, "-"),
+                                   ("faust agent + engine", engine, "-"),
                                    ("auditor worker", worker, f"{out_total / total:.2f}")):
-            print(f"{label:<18} {m['rate']:>10,.0f} {m['cpu_us']:>13,.0f} "
+            print(f"{label:<20} {m['rate']:>10,.0f} {m['cpu_us']:>13,.0f} "
                   f"{m['rate'] / bare['rate']:>16.3f} {m['rate'] / agent['rate']:>13.3f} "
                   f"{messages:>15} {m['peak_rss_mib']:>13,.0f}")
         print(f"worker / bare consumer = {worker['rate'] / bare['rate']:.2f}")
