@@ -149,6 +149,7 @@ def _count_handler(message: Any) -> None:
 def _engine_handler() -> Callable[[Any], None]:
     """Each message audited as the worker's input agent audits it, by one in-memory engine."""
     from auditor.engine.engine import AuditEngine
+    from auditor.events.deadletter import DeadLetter
     from auditor.events.decode import EventDecoder
     from auditor.intake import Intake
     from auditor.metrics.counters import RunCounters
@@ -159,7 +160,10 @@ def _engine_handler() -> Callable[[Any], None]:
     take, process = Intake(EventDecoder(rules.currency), RunCounters()).take, engine.process
 
     def handle(message: Any) -> None:
-        take(message.value, f"{message.topic}/{message.partition}/{message.offset}", process)
+        source = f"{message.topic}/{message.partition}/{message.offset}"
+        if type(take(message.value, source, process)) is DeadLetter:
+            # The stream holds only valid events: a failure would make this floor look faster.
+            raise RuntimeError(f"the engine refused {source}: see the log")
 
     return handle
 
