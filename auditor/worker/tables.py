@@ -53,9 +53,13 @@ class SmallestWatermark:
 
     def observe(self, name: object, value: float) -> None:
         mark = self._names.get(name)  # an unknown source is not one this stage waits for
-        if mark is not None and value > (self._log.mark(mark) or 0.0):
+        if mark is None:
+            return
+        before = self._log.mark(mark) or 0.0
+        if value > before:
             self._log.set_mark(mark, value)
-            self._value = self._smallest()
+            if before <= self._value:  # it was the smallest: the smallest may have moved
+                self._value = self._smallest()
 
     def __len__(self) -> int:
         return len(self._names)
