@@ -56,6 +56,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import TypedDict
@@ -183,26 +184,10 @@ def stage_decode(path: Path) -> Run:
     return run
 
 
-def stage_replay(path: Path) -> Run:
-    """What `auditor replay FILE -q` runs: the same Replay, alert digest and (quiet) progress."""
-    from auditor.replay.progress import Progress
-    from auditor.replay.runner import Replay
-    from auditor.replay.summary import FindingsDigest
-    from auditor.rules.loader import default_rules_dir, load_rule_pack
-
-    digest = FindingsDigest()
-    replay = Replay(load_rule_pack(default_rules_dir()), on_alert=digest.add,
-                    progress=Progress(quiet=True))
-
-    def run() -> tuple[int, int]:
-        counters = replay.run_files([str(path)])
-        return sum(counters.events.values()), sum(digest.by_rule.values())
-
-    return run
-
-
-def stage_replay_no_rules(path: Path) -> Run:
-    """`stage_replay` with no rules: the engine's shell, the floor under every rule set."""
+def stage_replay(path: Path, rules: bool = True) -> Run:
+    """What `auditor replay FILE -q` runs: the same Replay, alert digest and (quiet) progress;
+    without `rules`, with the pack's rules and plan check taken out (the engine's shell, the
+    floor under every rule set)."""
     from dataclasses import replace
 
     from auditor.replay.progress import Progress
@@ -211,8 +196,10 @@ def stage_replay_no_rules(path: Path) -> Run:
     from auditor.rules.loader import default_rules_dir, load_rule_pack
 
     digest = FindingsDigest()
-    no_rules = replace(load_rule_pack(default_rules_dir()), rules=(), plans=None)
-    replay = Replay(no_rules, on_alert=digest.add, progress=Progress(quiet=True))
+    pack = load_rule_pack(default_rules_dir())
+    if not rules:
+        pack = replace(pack, rules=(), plans=None)
+    replay = Replay(pack, on_alert=digest.add, progress=Progress(quiet=True))
 
     def run() -> tuple[int, int]:
         counters = replay.run_files([str(path)])
@@ -264,7 +251,7 @@ STAGES: dict[str, Callable[[Path], Run]] = {
     "json.loads": stage_json,
     "pydantic only": stage_pydantic,
     "decode": stage_decode,
-    "replay, no rules": stage_replay_no_rules,
+    "replay, no rules": partial(stage_replay, rules=False),
     "replay": stage_replay,
     "replay + alerts": stage_replay_outputs,
 }

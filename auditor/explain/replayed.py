@@ -80,14 +80,16 @@ class _Watched(AggregateStage):
         self.counted = False  # the deal's fact reached the period (a period keeps counts)
 
     def apply(self, fact: AggregateFact) -> list[Alert]:
-        state = self.store.get(self.key)
-        before = state.count if state is not None else 0
+        if not (fact.kind == DEAL and fact.key == self.key and fact.member == self.deal_key):
+            return super().apply(fact)
+        before = self._count()
         alerts = super().apply(fact)
-        if fact.key == self.key and fact.kind == DEAL and (
-                fact.member == self.deal_key):
-            state = self.store.get(self.key)
-            self.counted = state is not None and state.count > before
+        self.counted = self._count() > before
         return alerts
+
+    def _count(self) -> int:
+        state = self.store.get(self.key)
+        return state.count if state is not None else 0
 
     def _evaluate(self, rule: AggregateRule, state: AggregateState, key: str,
                   alerts: list[Alert]) -> None:

@@ -102,21 +102,21 @@ class Quantity:
         leaves out; a count sums 1. A function made for this quantity's parts: it runs for
         every deal and aggregate rule, and one general function paid for every branch."""
         where, value, per = self.where, self.value, self.per
+        if value is not None and per is not None:
+            def made(deal: Deal) -> tuple[float, float, float]:
+                return 1.0, value(deal), per(deal)
+        elif value is not None:
+            def made(deal: Deal) -> tuple[float, float, float]:
+                return 1.0, value(deal), 0.0
+        elif per is not None:
+            def made(deal: Deal) -> tuple[float, float, float]:
+                return 1.0, 1.0, per(deal)
+        else:
+            def made(deal: Deal) -> tuple[float, float, float]:
+                return _ONE
         if where is None:
-            if value is None:
-                if per is None:
-                    return lambda deal: _ONE
-                return lambda deal: (1.0, 1.0, per(deal))
-            if per is None:
-                return lambda deal: (1.0, value(deal), 0.0)
-            return lambda deal: (1.0, value(deal), per(deal))
-        if value is None:
-            if per is None:
-                return lambda deal: _ONE if where(deal) else _NOTHING
-            return lambda deal: (1.0, 1.0, per(deal)) if where(deal) else _NOTHING
-        if per is None:
-            return lambda deal: (1.0, value(deal), 0.0) if where(deal) else _NOTHING
-        return lambda deal: (1.0, value(deal), per(deal)) if where(deal) else _NOTHING
+            return made
+        return lambda deal: made(deal) if where(deal) else _NOTHING
 
     def sums(self, sums: Sequence[float], churned: Sequence[float], at: int
              ) -> tuple[float, float, float]:
